@@ -1,0 +1,33 @@
+# The two commands users run: `make run` and `make test`. Everything installs into .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test check lint typecheck unit install bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,redis,postgres]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the demo: HTTPS on 127.0.0.1:8443, redirect on :8080, admin on :9901.
+run: $(STAMP)
+	$(BIN)/bastion demo
+
+## Lint, type check and run every test (what CI runs).
+test: $(STAMP)
+	$(BIN)/ruff format --check bastion tests bench examples
+	$(BIN)/ruff check bastion tests bench examples
+	$(BIN)/mypy
+	$(BIN)/python -m pytest --cov --cov-report=term
+
+## Benchmarks against nginx and the direct upstream (installs nginx and wrk from Debian).
+bench: $(STAMP)
+	bash bench/run.sh
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage

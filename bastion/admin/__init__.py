@@ -1,0 +1,1 @@
+"""The admin listener: health endpoints now, the admin API and dashboard later."""

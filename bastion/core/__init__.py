@@ -1,0 +1,1 @@
+"""Sans-IO core: the request context, the policy base, the chain and the router."""

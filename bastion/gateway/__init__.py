@@ -1,0 +1,1 @@
+"""The gateway: compiled routes and chains, request handling, forwarding to upstreams."""

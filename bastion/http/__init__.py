@@ -1,0 +1,1 @@
+"""Sans-IO HTTP helpers: headers, requests, responses, paths, forwarding headers, CIDRs."""

@@ -1,0 +1,1 @@
+"""Running the gateway: listeners, workers, signals, reload and shutdown."""

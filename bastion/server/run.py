@@ -1,0 +1,345 @@
+"""Runs the gateway: listeners on uvloop, worker processes, signals, reload and graceful shutdown.
+
+How this works: `serve()` loads the config, prepares what every worker shares (the development
+certificate), then runs one worker in-process, or forks `--workers N` children that each bind
+every listener with SO_REUSEPORT so the kernel spreads connections. In a worker, `Server` owns
+the event loop's listeners and a `Dispatcher` whose target gateway is swapped atomically on
+reload (SIGHUP): requests already in flight finish on the chain they started with. A sweep
+every half second applies connection deadlines (header, body and idle timeouts; upstream read
+timeouts) and flushes the access log. SIGTERM/SIGINT stop accepting, close idle connections,
+let in-flight requests finish for up to `limits.shutdown_timeout` seconds, then exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import ssl
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bastion.clock import SystemClock
+from bastion.config.loader import load_config
+from bastion.config.models import GatewayConfig, ListenerConfig, parse_bind
+from bastion.errors import ConfigError
+from bastion.gateway.app import Gateway
+from bastion.gateway.build import build_gateway
+from bastion.observability.access_log import AccessLog
+from bastion.observability.sinks import FileSink, Sink, StdoutSink
+from bastion.proxy.downstream import App, Exchange, HTTPServerProtocol, ProtocolLimits
+from bastion.proxy.tls import (
+    ensure_dev_certificate,
+    expiry_warning,
+    reload_certificate,
+    server_context,
+)
+from bastion.proxy.upstream import UpstreamPool
+from bastion.server.redirect import RedirectApp
+
+_log = logging.getLogger("bastion.server")
+
+SWEEP_INTERVAL = 0.5
+
+
+class Dispatcher:
+    """Indirection so a reload can swap the gateway without touching open connections."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: Gateway) -> None:
+        self.target = target
+
+    def handle(self, exchange: Exchange) -> None:
+        """Hand the request to the current gateway."""
+        self.target.handle(exchange)
+
+
+def protocol_limits(config: GatewayConfig) -> ProtocolLimits:
+    """The downstream protocol limits from the `limits` block."""
+    limits = config.limits
+    return ProtocolLimits(
+        max_request_line=limits.max_request_line,
+        max_header_bytes=limits.max_header_bytes,
+        max_headers=limits.max_headers,
+        max_body_bytes=limits.max_body_bytes,
+        header_timeout=limits.header_timeout,
+        body_timeout=limits.body_timeout,
+        idle_timeout=limits.idle_timeout,
+        keepalive_requests=limits.keepalive_requests,
+        max_pipelined=limits.max_pipelined,
+    )
+
+
+def listener_certificate(listener: ListenerConfig, state_dir: Path) -> tuple[Path, Path]:
+    """The certificate and key of an HTTPS listener, generating a development pair if none."""
+    assert listener.tls is not None  # noqa: S101 - only called for TLS listeners
+    if listener.tls.certificate is not None and listener.tls.private_key is not None:
+        return listener.tls.certificate, listener.tls.private_key
+    return ensure_dev_certificate(state_dir)
+
+
+def open_sink(spec: str) -> Sink | None:
+    """The access-log sink for `access_log.sink`."""
+    if spec == "off":
+        return None
+    if spec == "stdout":
+        return StdoutSink()
+    return FileSink(Path(spec))
+
+
+@dataclass
+class _TLSListener:
+    context: ssl.SSLContext
+    certificate: Path
+    private_key: Path
+
+
+@dataclass
+class Server:
+    """One worker's listeners and gateway."""
+
+    config: GatewayConfig
+    config_path: Path | None = None
+    reuse_port: bool = False
+    with_admin: bool = True
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+
+    def __post_init__(self) -> None:
+        self.connections: set[HTTPServerProtocol] = set()
+        self._servers: list[asyncio.Server] = []
+        self._tls: list[_TLSListener] = []
+        self._sink = open_sink(self.config.access_log.sink)
+        access_log = AccessLog(self._sink, SystemClock()) if self._sink is not None else None
+        gateway, self._pools = build_gateway(self.config, loop=self.loop, access_log=access_log)
+        self._access_log = access_log
+        self.dispatcher = Dispatcher(gateway)
+        self._retired_pools: list[UpstreamPool] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self.revision = 1
+        self.ready = False
+
+    async def start(self) -> None:
+        """Bind every listener and start the sweep.
+
+        Raises:
+            ConfigError: a listener could not bind or its certificate could not be loaded.
+        """
+        config = self.config
+        limits = protocol_limits(config)
+        https_port = config.https_port
+        for index, listener in enumerate(config.listeners):
+            host, port = parse_bind(listener.bind)
+            ssl_context: ssl.SSLContext | None = None
+            app: App
+            if listener.tls is not None:
+                certificate, key = listener_certificate(listener, config.state_dir)
+                ssl_context = server_context(certificate, key, min_version=listener.tls.min_version)
+                self._tls.append(_TLSListener(ssl_context, certificate, key))
+                self._warn_expiry(certificate)
+                app = self.dispatcher
+                scheme = "https"
+            elif listener.plaintext:
+                app = self.dispatcher
+                scheme = "http"
+            else:
+                app = RedirectApp(listener.redirect_https, https_port)
+                scheme = "http"
+            await self._listen(f"listeners[{index}]", host, port, app, limits, scheme, ssl_context)
+        if self.with_admin and config.admin is not None:
+            from bastion.admin.app import AdminApp
+
+            host, port = parse_bind(config.admin.bind)
+            token = config.admin.token.get_secret_value() if config.admin.token else None
+            admin = AdminApp(token=token, ready=lambda: self.ready, status=self.status)
+            await self._listen("admin", host, port, admin, limits, "http", None)
+        self._sweeper = self.loop.create_task(self._sweep())
+        self.ready = True
+
+    async def _listen(
+        self,
+        where: str,
+        host: str,
+        port: int,
+        app: App,
+        limits: ProtocolLimits,
+        scheme: str,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        default_host = f"[{host}]" if ":" in host else host
+
+        def factory() -> HTTPServerProtocol:
+            return HTTPServerProtocol(
+                app,
+                limits,
+                scheme="https" if scheme == "https" else "http",
+                default_host=default_host,
+                connections=self.connections,
+            )
+
+        try:
+            server = await self.loop.create_server(
+                factory,
+                host,
+                port,
+                ssl=ssl_context,
+                reuse_port=self.reuse_port or None,
+                backlog=2048,
+                ssl_handshake_timeout=limits.header_timeout if ssl_context else None,
+            )
+        except OSError as exc:
+            message = f"cannot listen on {host}:{port}: {exc.strerror}"
+            raise ConfigError(f"{where}.bind", message) from None
+        self._servers.append(server)
+        _log.info("listening on %s://%s:%d", scheme, default_host, port)
+
+    def status(self) -> dict[str, object]:
+        """Facts for `/status`: config revision and connection counts."""
+        return {
+            "config_revision": self.revision,
+            "connections": len(self.connections),
+            "in_flight": self.dispatcher.target.in_flight,
+            "pid": os.getpid(),
+        }
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = self.loop.time()
+            for conn in list(self.connections):
+                conn.check_deadline(now)
+            for pool in self._pools:
+                pool.check_deadlines(now)
+            for pool in self._retired_pools:
+                pool.check_deadlines(now)
+            self._retired_pools = [p for p in self._retired_pools if p.connections]
+            if self._sink is not None:
+                self._sink.flush()
+
+    def _warn_expiry(self, certificate: Path) -> None:
+        message = expiry_warning(certificate, datetime.now(UTC))
+        if message:
+            _log.warning("%s", message)
+
+    def reload(self) -> bool:
+        """Re-read the config file and certificates; keep the old config if the new one fails."""
+        if self.config_path is None:
+            return False
+        try:
+            new_config = load_config(self.config_path)
+            gateway, pools = build_gateway(new_config, loop=self.loop, access_log=self._access_log)
+        except ConfigError as exc:
+            _log.error("reload refused, still serving the previous config: %s", exc)
+            return False
+        self._retired_pools.extend(self._pools)
+        for pool in self._pools:
+            pool.close_idle()
+        self._pools = pools
+        self.dispatcher.target = gateway
+        self.config = new_config
+        self.revision += 1
+        for tls in self._tls:
+            try:
+                reload_certificate(tls.context, tls.certificate, tls.private_key)
+                self._warn_expiry(tls.certificate)
+            except ConfigError as exc:
+                _log.error("certificate reload failed, keeping the old one: %s", exc)
+        _log.info("configuration reloaded (revision %d)", self.revision)
+        return True
+
+    async def shutdown(self, drain_seconds: float | None = None) -> None:
+        """Stop accepting, drain in-flight requests for up to `drain_seconds`, close all."""
+        self.ready = False
+        limit = self.config.limits.shutdown_timeout if drain_seconds is None else drain_seconds
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.draining = True
+            conn.close_if_idle()
+        deadline = self.loop.time() + limit
+        # Connections close themselves after their last response; poll rather than wire an
+        # event through every connection for a once-per-process moment.
+        while self.connections and self.loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for pool in [*self._pools, *self._retired_pools]:
+            pool.close()
+        if self._sink is not None:
+            self._sink.close()
+
+
+async def _run_worker(
+    config: GatewayConfig, config_path: Path | None, reuse_port: bool, with_admin: bool
+) -> None:
+    server = Server(config, config_path, reuse_port=reuse_port, with_admin=with_admin)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
+    await stop.wait()
+    _log.info("shutting down: draining in-flight requests")
+    await server.shutdown()
+
+
+def _run_loop(
+    config: GatewayConfig, config_path: Path | None, reuse_port: bool, with_admin: bool
+) -> None:
+    import uvloop
+
+    uvloop.run(_run_worker(config, config_path, reuse_port, with_admin))
+
+
+def serve(config: GatewayConfig, config_path: Path | None, workers: int = 1) -> int:
+    """Run the gateway until SIGTERM/SIGINT; returns the process exit code."""
+    # Generate the development certificate once, before forking, so workers share it.
+    for listener in config.listeners:
+        if listener.tls is not None:
+            listener_certificate(listener, config.state_dir)
+    if workers <= 1:
+        _run_loop(config, config_path, reuse_port=False, with_admin=True)
+        return 0
+    children: list[int] = []
+    for index in range(workers):
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 0
+            try:
+                _run_loop(config, config_path, reuse_port=True, with_admin=index == 0)
+            except BaseException:  # noqa: BLE001 - a worker must report and exit, never return
+                _log.exception("worker %d failed", index)
+                code = 1
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        children.append(pid)
+    _log.info("started %d workers: %s", workers, children)
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    status = 0
+    for child in children:
+        while True:
+            try:
+                _, code = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+        if os.waitstatus_to_exitcode(code) != 0:
+            status = 1
+    return status

@@ -1,0 +1,1 @@
+"""Example upstream applications used to demonstrate and test Bastion."""

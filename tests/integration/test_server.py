@@ -1,0 +1,190 @@
+"""The `bastion run` process: reload on SIGHUP, graceful shutdown, workers, the demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.integration.harness import free_port, running_upstream
+
+pytestmark = pytest.mark.integration
+
+BASTION = [sys.executable, "-m", "bastion"]
+
+
+def _config(upstream_port: int, port: int, admin_port: int, routes: list[str]) -> dict[str, Any]:
+    return {
+        "listeners": [{"bind": f"127.0.0.1:{port}", "plaintext": True}],
+        "admin": {"bind": f"127.0.0.1:{admin_port}"},
+        "access_log": {"sink": "off"},
+        "limits": {"shutdown_timeout": 5},
+        "services": [
+            {
+                "name": "echo",
+                "upstream": {"targets": [f"http://127.0.0.1:{upstream_port}"]},
+                "routes": [
+                    {"name": f"r{index}", "paths": [path]} for index, path in enumerate(routes)
+                ],
+            }
+        ],
+    }
+
+
+def _wait_ready(admin_port: int, process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"bastion exited early with {process.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{admin_port}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("bastion did not become ready")
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A `bastion run` process on a config file, with an echo upstream."""
+    with running_upstream() as (upstream_port, seen):
+        port, admin_port = free_port(), free_port()
+        config_path = tmp_path / "bastion.yaml"
+        config_path.write_text(yaml.safe_dump(_config(upstream_port, port, admin_port, ["/a"])))
+        log = (tmp_path / "bastion.log").open("wb")
+        process = subprocess.Popen(
+            [*BASTION, "run", "-c", str(config_path)], stdout=log, stderr=log
+        )
+        try:
+            _wait_ready(admin_port, process)
+            yield {
+                "process": process,
+                "port": port,
+                "admin_port": admin_port,
+                "upstream_port": upstream_port,
+                "config_path": config_path,
+                "log": tmp_path / "bastion.log",
+                "seen": seen,
+            }
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(10)
+            log.close()
+
+
+def _get(port: int, path: str) -> int:
+    return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5).status_code
+
+
+def _wait_for(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sighup_reloads_a_changed_config(started: dict[str, Any]) -> None:
+    port = started["port"]
+    assert _get(port, "/a") == 200
+    assert _get(port, "/b") == 404
+    document = _config(started["upstream_port"], port, started["admin_port"], ["/a", "/b"])
+    started["config_path"].write_text(yaml.safe_dump(document))
+    started["process"].send_signal(signal.SIGHUP)
+    assert _wait_for(lambda: _get(port, "/b") == 200)
+    status = httpx.get(f"http://127.0.0.1:{started['admin_port']}/status").json()
+    assert status["config_revision"] == 2
+
+
+def test_sighup_with_a_broken_config_keeps_serving_the_old_one(started: dict[str, Any]) -> None:
+    port = started["port"]
+    started["config_path"].write_text("listeners: [{bind: nowhere}]\n")
+    started["process"].send_signal(signal.SIGHUP)
+    assert _wait_for(lambda: b"reload refused" in started["log"].read_bytes())
+    assert _get(port, "/a") == 200
+    status = httpx.get(f"http://127.0.0.1:{started['admin_port']}/status").json()
+    assert status["config_revision"] == 1
+
+
+def test_sigterm_drains_in_flight_requests_then_exits(started: dict[str, Any]) -> None:
+    port = started["port"]
+    results: list[int] = []
+
+    def slow_request() -> None:
+        results.append(_get(port, "/a/slow/800"))
+
+    worker = threading.Thread(target=slow_request)
+    worker.start()
+    assert _wait_for(lambda: any(r["path"] == "/a/slow/800" for r in started["seen"]))
+    started["process"].send_signal(signal.SIGTERM)
+    worker.join(10)
+    assert results == [200]  # the in-flight request finished
+    assert started["process"].wait(10) == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/a", timeout=2)
+
+
+def test_two_workers_share_the_listener(tmp_path: Path) -> None:
+    with running_upstream() as (upstream_port, _seen):
+        port, admin_port = free_port(), free_port()
+        config_path = tmp_path / "bastion.yaml"
+        config_path.write_text(yaml.safe_dump(_config(upstream_port, port, admin_port, ["/"])))
+        process = subprocess.Popen(
+            [*BASTION, "run", "-c", str(config_path), "--workers", "2"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_ready(admin_port, process)
+            prefixes: set[str] = set()
+            deadline = time.monotonic() + 10
+            # Each worker's request ids share a random per-process prefix: two prefixes seen
+            # means two processes answered on the one port.
+            while len(prefixes) < 2 and time.monotonic() < deadline:
+                with httpx.Client() as client:  # a new connection each time
+                    response = client.get(f"http://127.0.0.1:{port}/x")
+                prefixes.add(response.headers["x-request-id"][:16])
+            assert len(prefixes) == 2
+        finally:
+            os.kill(process.pid, signal.SIGTERM)
+            assert process.wait(15) == 0
+
+
+def test_demo_serves_the_bank_through_https(tmp_path: Path) -> None:
+    for port in (8443, 8080, 9901, 9000):
+        with __import__("socket").socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip(f"port {port} is in use (a demo is already running)")
+    repo = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [*BASTION, "demo", "--state-dir", str(tmp_path / "var")],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_ready(9901, process, timeout=40)
+        response = httpx.get("https://127.0.0.1:8443/healthz", verify=False)
+        assert response.status_code == 200
+        assert "strict-transport-security" in response.headers
+        redirect = httpx.get("http://127.0.0.1:8080/v1/accounts")
+        assert redirect.status_code == 308
+        assert redirect.headers["location"] == "https://127.0.0.1:8443/v1/accounts"
+        credentials = tmp_path / "var" / "demo-credentials.txt"
+        assert credentials.stat().st_mode & 0o777 == 0o600
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
