@@ -58,6 +58,8 @@ _OWNED_REQUEST = HOP_BY_HOP | {
     b"x-request-id",
 }
 _OWNED_PREFIX = b"x-bastion-"
+# Connection values that name no other field (the common case, skipped quickly).
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
 
 
 def _connection_listed(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -200,7 +202,7 @@ class Forwarding:
         self._conn = conn
         exchange = self.exchange
         ctx = self.ctx
-        ctx.upstream_target = str(conn.target)
+        ctx.upstream_target = conn.target.url
         exchange.on_abort = self._client_gone
         exchange.on_pause_writing = conn.pause_reading
         exchange.on_resume_writing = conn.resume_reading
@@ -238,7 +240,8 @@ class Forwarding:
         listed = False
         for item in headers:
             if item[0] in HOP_BY_HOP:
-                listed = listed or item[0] == b"connection"
+                if item[0] == b"connection" and item[1].lower() not in _PLAIN_CONNECTION:
+                    listed = True
             else:
                 kept_items.append(item)
         if listed:

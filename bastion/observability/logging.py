@@ -22,7 +22,9 @@ REDACTED: Final = "[REDACTED]"
 
 # Each rule keeps what helps debugging (the header name, the key id, the JWT header and
 # payload) and replaces only the secret part. Rules run in this order, so a credential
-# already masked as a header value is not seen again by the scheme rules.
+# already masked as a header value is not seen again by the scheme rules. Every pattern runs
+# in linear time (starts anchored by look-behinds or literals, repeats bounded or possessive),
+# so a hostile string in a log message cannot make redaction quadratic.
 
 # A sensitive header written as `Name: value` (masked to the end of the line) or with a quoted
 # name and value, as in JSON or a repr: `"name": "value"`, `(b'name', b'value')`.
@@ -42,9 +44,6 @@ _SCHEME = re.compile(
     r"|(?:bearer|basic)[ \t]+[^\s\"',;])"  # `BEARER Bearer tok`: mask tok, not the word
     r"[^\s\"',;]+"
 )
-# Every pattern is linear: starts are anchored by look-behinds, repeats are bounded or
-# possessive, so a hostile string in a log message cannot make redaction quadratic.
-
 # Bastion API keys: `bst_<id>_<43 base64url chars>`; the id is a lookup handle, not a secret.
 _API_KEY = re.compile(r"(?<![A-Za-z0-9])(?P<keep>bst_[A-Za-z0-9-]{1,32}?_)[A-Za-z0-9_-]{32,}+")
 # Compact JWS: base64url header (always `{"` → `eyJ`), payload, signature.

@@ -562,20 +562,22 @@ class HTTPServerProtocol(asyncio.Protocol):
                 if name == b"content-length":
                     content_length = int(value)  # llhttp accepted it: digits only, one field
         hostname = self._hostname(host)
+        # Positional arguments: this runs once per request and keywords cost more.
         return Request(
-            method=method,
-            path=path,
-            query=query,
-            headers=headers,
-            target=target,
-            http_version=version,
-            scheme=self.scheme,
-            host=hostname,
-            peer_ip=self._peer_ip,
-            peer_port=self._peer_port,
-            client_ip=self._peer_ip,
-            content_length=content_length,
-            chunked=chunked,
+            method,
+            path,
+            query,
+            headers,
+            target,
+            version,
+            self.scheme,
+            hostname,
+            self._peer_ip,
+            self._peer_port,
+            self._peer_ip,
+            None,
+            content_length,
+            chunked,
         )
 
     def _hostname(self, host: bytes) -> str:

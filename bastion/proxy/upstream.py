@@ -32,14 +32,18 @@ UPSTREAM_CLOSED = "The upstream service closed the connection."
 NO_HEALTHY_TARGET = "No upstream target is available."
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Target:
-    """One upstream origin."""
+    """One upstream origin (compared by identity: each pool owns its targets)."""
 
     scheme: str
     host: str
     port: int
     authority: bytes
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url", f"{self.scheme}://{self.authority.decode()}")
 
     @classmethod
     def parse(cls, url: str) -> Target:
@@ -54,7 +58,7 @@ class Target:
         return cls(scheme, host, port, authority.encode())
 
     def __str__(self) -> str:
-        return f"{self.scheme}://{self.authority.decode()}"
+        return self.url
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +125,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_done = False
         self._complete = False
         self._no_body = False
-        self._until_close = False
+        self._status = 0
+        self._response_headers: list[tuple[bytes, bytes]] = []
         self.reused = False
         self.closed = False
         self.deadline = 0.0
@@ -136,7 +141,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
         self.closed = True
         self.pool._forget(self)
-        if exc is None and self._until_close and not self._complete and self.sink is not None:
+        if exc is None and not self._complete and self.sink is not None and self._until_close():
             # Fix: a body delimited by the connection's end (no Content-Length, not chunked:
             # RFC 9112 §6.3) is complete when the upstream closes cleanly. llhttp is never told
             # about EOF here, so such responses used to reach the client truncated (chunked
@@ -192,16 +197,10 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self._head_done = True
         headers, self._headers = self._headers, []
-        # Fix: remember a close-delimited body (see `connection_lost`).
-        self._until_close = (
-            not self._no_body
-            and status not in (204, 304)
-            and not any(
-                name == b"content-length"
-                or (name == b"transfer-encoding" and value.rstrip().lower().endswith(b"chunked"))
-                for name, value in headers
-            )
-        )
+        # Remembered for `connection_lost`, which decides whether the body was close-delimited
+        # only if the connection actually closes mid-response (rare, so not computed here).
+        self._status = status
+        self._response_headers = headers
         sink = self.sink
         if sink is not None:
             sink.on_response_head(status, headers, self._parser.should_keep_alive())
@@ -211,6 +210,19 @@ class UpstreamConnection(asyncio.Protocol):
             keep_alive = self._parser.should_keep_alive()
             self._parser = httptools.HttpResponseParser(self)
             self._finish_response(reusable=keep_alive)
+
+    def _until_close(self) -> bool:
+        """Whether the current response's body is delimited by the connection's end."""
+        return (
+            self._head_done
+            and not self._no_body
+            and self._status not in (204, 304)
+            and not any(
+                name == b"content-length"
+                or (name == b"transfer-encoding" and value.rstrip().lower().endswith(b"chunked"))
+                for name, value in self._response_headers
+            )
+        )
 
     def on_body(self, body: bytes) -> None:  # noqa: D102
         if self.sink is not None and not self._no_body:
@@ -233,7 +245,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_done = False
         self._complete = False
         self._no_body = no_body_expected
-        self._until_close = False
+        self._status = 0
         self.deadline = self.pool.loop.time() + self.pool.settings.read_timeout
         self.write(head)
 

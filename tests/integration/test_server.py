@@ -16,6 +16,7 @@ import httpx
 import pytest
 import yaml
 
+from bastion.proxy.tls import client_context
 from tests.integration.harness import free_port, running_upstream
 
 pytestmark = pytest.mark.integration
@@ -177,7 +178,9 @@ def test_demo_serves_the_bank_through_https(tmp_path: Path) -> None:
     )
     try:
         _wait_ready(9901, process, timeout=40)
-        response = httpx.get("https://127.0.0.1:8443/healthz", verify=False)
+        # The demo's self-signed certificate is the trust anchor: verification stays on.
+        trust = client_context(ca_file=tmp_path / "var" / "dev-cert.pem")
+        response = httpx.get("https://127.0.0.1:8443/healthz", verify=trust)
         assert response.status_code == 200
         assert "strict-transport-security" in response.headers
         redirect = httpx.get("http://127.0.0.1:8080/v1/accounts")

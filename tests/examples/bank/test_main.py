@@ -31,7 +31,7 @@ def free_port() -> int:
 def server(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     argv = [sys.executable, "-m", "examples.bank", "--port", str(port), "--db", str(tmp_path / "b")]
-    process = subprocess.Popen(  # noqa: S603 - fixed argv built here, no outside input
+    process = subprocess.Popen(
         argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     base_url = f"http://127.0.0.1:{port}"
