@@ -30,7 +30,7 @@ from bastion.errors import ConfigError
 from bastion.gateway.app import Gateway
 from bastion.gateway.build import build_gateway
 from bastion.observability.access_log import AccessLog
-from bastion.observability.sinks import FileSink, Sink, StdoutSink
+from bastion.observability.sinks import FileSink, open_sink
 from bastion.proxy.downstream import App, Exchange, HTTPServerProtocol, ProtocolLimits
 from bastion.proxy.tls import (
     ensure_dev_certificate,
@@ -83,15 +83,6 @@ def listener_certificate(listener: ListenerConfig, state_dir: Path) -> tuple[Pat
     return ensure_dev_certificate(state_dir)
 
 
-def open_sink(spec: str) -> Sink | None:
-    """The access-log sink for `access_log.sink`."""
-    if spec == "off":
-        return None
-    if spec == "stdout":
-        return StdoutSink()
-    return FileSink(Path(spec))
-
-
 @dataclass
 class _TLSListener:
     context: ssl.SSLContext
@@ -113,7 +104,10 @@ class Server:
         self.connections: set[HTTPServerProtocol] = set()
         self._servers: list[asyncio.Server] = []
         self._tls: list[_TLSListener] = []
-        self._sink = open_sink(self.config.access_log.sink)
+        try:
+            self._sink = open_sink(self.config.access_log.sink)
+        except OSError as exc:
+            raise ConfigError("access_log.sink", f"cannot open: {exc.strerror}") from None
         access_log = AccessLog(self._sink, SystemClock()) if self._sink is not None else None
         gateway, self._pools = build_gateway(self.config, loop=self.loop, access_log=access_log)
         self._access_log = access_log
@@ -227,6 +221,8 @@ class Server:
 
     def reload(self) -> bool:
         """Re-read the config file and certificates; keep the old config if the new one fails."""
+        if isinstance(self._sink, FileSink):
+            self._sink.reopen()  # SIGHUP after logrotate moved the file away
         if self.config_path is None:
             return False
         try:
