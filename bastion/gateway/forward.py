@@ -79,28 +79,26 @@ def build_request_head(ctx: RequestContext, target: Target, preserve_host: bool)
     out = [request.method.encode(), b" ", request.path.encode(), query, b" HTTP/1.1\r\nhost: "]
     host = request.headers.get(b"host") if preserve_host else None
     out += (host or target.authority, b"\r\n")
-    listed = False
-    for name, value in raw:
-        if name in _OWNED_REQUEST or name[:10] == _OWNED_PREFIX:
-            if name == b"connection":
-                listed = True
-            continue
-        if b"_" in name:
-            # Fix: CGI/WSGI-style upstreams read `X_Bastion_Consumer` and `X-Bastion-Consumer`
-            # (or `X_Forwarded_For`) as the same variable: an underscore copy of a field Bastion
+    kept = [item for item in raw if item[0] not in _OWNED_REQUEST]
+    unusual = len(kept) != len(raw) and any(item[0] == b"connection" for item in raw)
+    if not unusual:
+        for name, _ in kept:
+            # CGI/WSGI-style upstreams read `X_Bastion_Consumer` and `X-Bastion-Consumer` (or
+            # `X_Forwarded_For`) as the same variable: an underscore copy of a field Bastion
             # owns is a spoofed copy too. Such names are rare; the rebuild below drops them.
-            listed = True
-        out += (name, b": ", value, b"\r\n")
-    if listed:
-        # Fields named in Connection are hop-by-hop too: rebuild without them (rare).
+            if b"_" in name or name.startswith(_OWNED_PREFIX):
+                unusual = True
+                break
+    if unusual:
+        # Fields named in Connection are hop-by-hop too, and so are Bastion's own under any
+        # spelling: rebuild without them (rare).
         names = _connection_listed(raw)
-        # Fix: keep the request line and the whole host line (7 parts, up to its CRLF). `[:6]`
-        # dropped the CRLF, gluing the first forwarded field onto the Host value upstream.
-        out = out[:7]
-        for name, value in raw:
-            alias = name.replace(b"_", b"-")  # fix: see the underscore note above
-            if not (alias in _OWNED_REQUEST or alias[:10] == _OWNED_PREFIX or name in names):
-                out += (name, b": ", value, b"\r\n")
+        kept = []
+        for item in raw:
+            alias = item[0].replace(b"_", b"-")
+            if not (alias in _OWNED_REQUEST or alias.startswith(_OWNED_PREFIX) or item[0] in names):
+                kept.append(item)
+    out += [b"%s: %s\r\n" % item for item in kept]
     client_ip = request.client_ip
     forwarded_for = client_ip if client_ip == request.peer_ip else f"{client_ip}, {request.peer_ip}"
     extra = request.extra
