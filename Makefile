@@ -20,6 +20,7 @@ run: $(STAMP)
 
 ## Lint, type check and run every test (what CI runs).
 test: $(STAMP)
+	bash scripts/system-deps.sh
 	$(BIN)/ruff format --check bastion tests bench examples
 	$(BIN)/ruff check bastion tests bench examples
 	$(BIN)/mypy

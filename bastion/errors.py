@@ -108,6 +108,14 @@ class Gone(Reject):
     title = "Gone"
 
 
+class UnprocessableContent(Reject):
+    """422: the body is well-formed but does not match its schema (RFC 9110 §15.5.21)."""
+
+    status = 422
+    code = "unprocessable_content"
+    title = "Unprocessable Content"
+
+
 class PayloadTooLarge(Reject):
     """413: the request body exceeds the limit."""
 

@@ -48,6 +48,8 @@ BASTION_ADMIN_PORT = 18901
 BASTION2_HTTP_PORT = 18083
 BASTION2_TLS_PORT = 18445
 BASTION2_ADMIN_PORT = 18902
+FLOOR_HTTP_PORT = 18084
+FLOOR_PROXY = BENCH_DIR / "floor_proxy.py"
 ADMIN_TOKEN = "bench-admin-token-0123456789"  # noqa: S105  throwaway loopback benchmark instance
 
 PROXY_CPU = 0
@@ -62,8 +64,9 @@ WORKERS_LIMIT = 1.10
 SPREAD_MIN_SHARE = 0.2
 MAX_ERROR_RATE = 0.001
 
-ServiceKey = Literal["upstream", "nginx", "bastion", "bastion2"]
-Verdict = Literal["PASS", "FAIL", "INVALID", "n/a"]
+ServiceKey = Literal["upstream", "nginx", "floor", "bastion", "bastion2"]
+# INFO: a ratio shown for calibration, with no budget to pass or fail.
+Verdict = Literal["PASS", "FAIL", "INVALID", "n/a", "INFO"]
 
 
 class BenchError(Exception):
@@ -112,6 +115,7 @@ TARGETS: tuple[Target, ...] = (
     Target("direct", "direct upstream", "http", UPSTREAM_PORT, "upstream"),
     Target("nginx-http", "nginx HTTP", "http", NGINX_HTTP_PORT, "nginx"),
     Target("nginx-tls", "nginx TLS 1.3", "https", NGINX_TLS_PORT, "nginx"),
+    Target("floor-http", "Python floor HTTP", "http", FLOOR_HTTP_PORT, "floor"),
     Target("bastion-http", "Bastion HTTP", "http", BASTION_HTTP_PORT, "bastion"),
     Target("bastion-tls", "Bastion TLS 1.3", "https", BASTION_TLS_PORT, "bastion"),
     Target("bastion2-http", "Bastion, 2 workers, HTTP", "http", BASTION2_HTTP_PORT, "bastion2"),
@@ -125,20 +129,43 @@ MULTI_WORKER: Mapping[ServiceKey, int] = {"bastion2": 2}
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
-    """A budget: CPU per request of `subject` divided by that of `reference` stays ≤ `limit`."""
+    """CPU per request of `subject` divided by that of `reference`.
+
+    With a `limit` it is a budget (the ratio stays ≤ `limit`); without one it is a calibration
+    ratio that is reported and never fails the run.
+    """
 
     subject: str
     reference: str
-    limit: float
+    limit: float | None
     check_spread: bool = False
 
+
+# The minimal Python proxy on Bastion's stack (bench/floor_proxy.py): what any proxy written on
+# uvloop + httptools costs. Bastion's cost above it is Bastion's own work.
+FLOOR = "floor-http"
 
 COMPARISONS: tuple[Comparison, ...] = (
     Comparison("bastion-http", "nginx-http", PLAIN_LIMIT),
     Comparison("bastion-tls", "nginx-tls", TLS_LIMIT),
     Comparison("bastion2-http", "bastion-http", WORKERS_LIMIT, check_spread=True),
     Comparison("bastion2-tls", "bastion-tls", WORKERS_LIMIT, check_spread=True),
+    Comparison(FLOOR, "nginx-http", None),
+    Comparison("bastion-http", FLOOR, None),
+    Comparison("bastion2-http", FLOOR, None),
 )
+
+
+def wanted_comparisons(only: Iterable[str]) -> list[Comparison]:
+    """The comparisons a run of the targets `only` reports.
+
+    A budget is reported whenever its subject runs (as `n/a` when its reference did not); a
+    calibration ratio only when both sides run.
+    """
+    keys = set(only)
+    return [
+        c for c in COMPARISONS if c.subject in keys and (c.limit is not None or c.reference in keys)
+    ]
 
 
 def _env_int(name: str, default: int) -> int:
@@ -479,14 +506,14 @@ class Outcome:
 
     subject: str
     reference: str
-    limit: float
+    limit: float | None
     ratio: float | None
     verdict: Verdict
     note: str
 
 
 def judge(comparison: Comparison, summaries: Mapping[str, Summary]) -> Outcome:
-    """Compare CPU per request of the subject with its reference."""
+    """Compare CPU per request of the subject with its reference (`INFO`: there is no budget)."""
     subject = summaries.get(comparison.subject)
     reference = summaries.get(comparison.reference)
 
@@ -504,6 +531,8 @@ def judge(comparison: Comparison, summaries: Mapping[str, Summary]) -> Outcome:
     for key, s in ((comparison.subject, subject), (comparison.reference, reference)):
         if s.error_rate > MAX_ERROR_RATE:
             return outcome(ratio, "INVALID", f"{key}: {s.error_rate:.2%} failed requests")
+    if comparison.limit is None:
+        return outcome(ratio, "INFO", "")
     if comparison.check_spread and not subject.spread:
         shares = ", ".join(f"{x:.0%}" for x in subject.workers_share or [])
         return outcome(ratio, "FAIL", f"load not spread over the workers (CPU shares {shares})")
@@ -525,14 +554,22 @@ def markdown_table(
     skipped: Mapping[str, str],
     heading: str,
 ) -> str:
-    """The results as a Markdown section ready to paste into docs/benchmarks.md."""
-    by_subject = {o.subject: o for o in outcomes}
+    """The results as a Markdown section ready to paste into docs/benchmarks.md.
+
+    The Ratio column holds each target's budget (or, for the floor, its ratio to nginx); when the
+    floor was measured, a "÷ floor" column and a line under the table split Bastion's cost into
+    the floor and Bastion's own work.
+    """
+    by_subject = {o.subject: o for o in outcomes if o.reference != FLOOR}
+    over_floor = {o.subject: o for o in outcomes if o.reference == FLOOR}
+    floor = summaries.get(FLOOR)
     lines = [
         heading,
         "",
         "| Target | Req/s | p50 (ms) | p99 (ms) | Proxy CPU (µs/req) "
-        "| Upstream CPU (µs/req) | Ratio | Budget | Result |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
+        "| Upstream CPU (µs/req) | Ratio | Budget | Result |" + (" ÷ floor |" if floor else ""),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"
+        + (" ---: |" if floor else ""),
     ]
     for target in TARGETS:
         s = summaries.get(target.key)
@@ -543,16 +580,24 @@ def markdown_table(
         if o is None:
             ratio = budget = result = "—"
         else:
-            ref = _LABELS[o.reference]
-            ratio = "—" if o.ratio is None else f"{o.ratio:.2f} of {ref}"
-            budget = f"≤ {o.limit:.2f}"
-            result = f"**{o.verdict}**" if o.verdict in ("PASS", "FAIL") else o.verdict
-            if o.note:
-                result += f" ({o.note})"
-        lines.append(
+            ratio = "—" if o.ratio is None else f"{o.ratio:.2f} of {_LABELS[o.reference]}"
+            budget = "—" if o.limit is None else f"≤ {o.limit:.2f}"
+            result = _verdict_cell(o)
+        row = (
             f"| {target.label} | {s.rps:,.0f} | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {proxy_cpu} "
             f"| {s.upstream_cpu_us_per_request:.1f} | {ratio} | {budget} | {result} |"
         )
+        if floor:
+            f = over_floor.get(target.key)
+            if f is None or f.ratio is None:
+                row += " — |"
+            else:
+                row += f" {f.ratio:.2f}{'' if f.verdict == 'INFO' else ' ' + _verdict_cell(f)} |"
+        lines.append(row)
+    bastion = summaries.get("bastion-http")
+    if floor is not None and bastion is not None and bastion.cpu_us_per_request > 0:
+        lines.append("")
+        lines.append(floor_line(floor, bastion, summaries.get("nginx-http")))
     by_reason: dict[str, list[str]] = {}
     for key, reason in skipped.items():
         by_reason.setdefault(reason, []).append(_LABELS[key])
@@ -560,6 +605,34 @@ def markdown_table(
         lines.append("")
         lines.extend(f"- Skipped {', '.join(labels)}: {r}" for r, labels in by_reason.items())
     return "\n".join(lines) + "\n"
+
+
+def _verdict_cell(o: Outcome) -> str:
+    if o.verdict == "INFO":
+        return "—"
+    cell = f"**{o.verdict}**" if o.verdict in ("PASS", "FAIL") else o.verdict
+    return f"{cell} ({o.note})" if o.note else cell
+
+
+def floor_line(floor: Summary, bastion: Summary, nginx: Summary | None) -> str:
+    """One sentence splitting Bastion's CPU per request into the Python floor and its own work."""
+    f, b = floor.cpu_us_per_request, bastion.cpu_us_per_request
+    line = (
+        "- Floor: a minimal Python proxy on uvloop + httptools (`bench/floor_proxy.py`) costs "
+        f"{f:.1f} µs/req"
+    )
+    if nginx is not None and nginx.cpu_us_per_request > 0:
+        line += f" ({f / nginx.cpu_us_per_request:.2f} of nginx HTTP)"
+    line += f". Bastion HTTP costs {b:.1f} µs/req"
+    if f <= 0:
+        return line + "; the floor used no measurable CPU."
+    if b <= f:
+        return line + f", {b / f:.2f} times the floor: no measurable cost of its own in this run."
+    own = b - f
+    return (
+        line + f", {b / f:.2f} times the floor: {f:.1f} µs/req ({f / b:.0%}) is the floor and "
+        f"{own:.1f} µs/req ({own / b:.0%}) Bastion's own work."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -827,6 +900,18 @@ class Bench:
         argv = [str(self.settings.bastion), "run", "-c", str(conf), "--workers", str(workers)]
         return Service(key, pinned(argv, PROXY_CPU, self.settings), self.workdir / f"{key}.log")
 
+    def _floor(self) -> Service:
+        # The interpreter running this harness (.venv's) has uvloop and httptools.
+        argv = [
+            sys.executable,
+            str(FLOOR_PROXY),
+            "--listen",
+            f"{HOST}:{FLOOR_HTTP_PORT}",
+            "--upstream",
+            f"{HOST}:{UPSTREAM_PORT}",
+        ]
+        return Service("floor", pinned(argv, PROXY_CPU, self.settings), self.workdir / "floor.log")
+
     def _launch(self, service: Service, ready: Callable[[], str | None]) -> str | None:
         print(f"bench: starting {service.name}: {' '.join(service.argv)}", file=sys.stderr)
         self.services[service.name] = service
@@ -862,6 +947,7 @@ class Bench:
             "nginx": (NGINX_HTTP_PORT, NGINX_TLS_PORT),
             "bastion": (BASTION_HTTP_PORT, BASTION_TLS_PORT, BASTION_ADMIN_PORT),
             "bastion2": (BASTION2_HTTP_PORT, BASTION2_TLS_PORT, BASTION2_ADMIN_PORT),
+            "floor": (FLOOR_HTTP_PORT,),
         }
         busy = {
             key: [p for p in ports_of[key] if not port_free(p)] for key in ("upstream", *needed)
@@ -895,6 +981,7 @@ class Bench:
                 ),
                 self._http_ok(NGINX_HTTP_PORT),
             ),
+            "floor": lambda: (self._floor(), self._http_ok(FLOOR_HTTP_PORT)),
             "bastion": lambda: (
                 self._bastion(
                     "bastion", 1, (BASTION_HTTP_PORT, BASTION_TLS_PORT, BASTION_ADMIN_PORT)
@@ -908,13 +995,13 @@ class Bench:
                 self._http_ok(BASTION2_ADMIN_PORT, "/ready"),
             ),
         }
-        for key in ("nginx", "bastion", "bastion2"):
+        for key in ("nginx", "floor", "bastion", "bastion2"):
             if key not in needed:
                 continue
             reason = None
             if busy[key]:
                 reason = f"port(s) {', '.join(map(str, busy[key]))} in use"
-            elif key != "nginx" and not os.access(self.settings.bastion, os.X_OK):
+            elif key.startswith("bastion") and not os.access(self.settings.bastion, os.X_OK):
                 reason = f"{self.settings.bastion} is not an executable"
             else:
                 service, ready = starters[key]()
@@ -1178,7 +1265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             summaries[t.key] = summarize(results[t.key], MULTI_WORKER.get(t.service))
         elif t.key not in bench.skipped:
             bench.skipped[t.key] = "every round failed"
-    outcomes = [judge(c, summaries) for c in COMPARISONS if c.subject in settings.only]
+    outcomes = [judge(c, summaries) for c in wanted_comparisons(settings.only)]
     host = host_info(settings)
     heading = (
         f"### Pass-through, {started:%Y-%m-%d}: {settings.rounds} round(s) of "

@@ -1,14 +1,19 @@
-"""Tests of the harness's pure parts: wrk reports, /proc accounting, budgets, templates."""
+"""Tests of the pass-through harness's pure parts and of the floor proxy it calibrates against."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import floor_proxy
 import pytest
+import uvloop
 import yaml
 from hypothesis import given, strategies as st
 from passthrough import (
     COMPARISONS,
+    FLOOR,
+    TARGETS,
     TEMPLATES,
     UPSTREAM_BODY,
     BenchError,
@@ -17,6 +22,7 @@ from passthrough import (
     ProcStat,
     RoundResult,
     Summary,
+    floor_line,
     judge,
     markdown_table,
     nginx_path,
@@ -29,6 +35,7 @@ from passthrough import (
     tcp_connections_by_inode,
     tree_cpu_delta,
     tree_members,
+    wanted_comparisons,
 )
 
 WRK_REPORT = """\
@@ -441,3 +448,200 @@ def test_parse_args_rejects_unknown_targets(capsys: pytest.CaptureFixture[str]) 
         parse_args(["--only", "direct,envoy"])
 
     assert "envoy" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# The floor: a minimal Python proxy as the calibration point for Bastion's own cost
+# ---------------------------------------------------------------------------------------------
+
+FLOOR_VS_NGINX = Comparison(FLOOR, "nginx-http", None)
+BASTION_VS_FLOOR = Comparison("bastion-http", FLOOR, None)
+
+
+def test_floor_is_a_plain_http_target_with_calibration_ratios_and_no_budget() -> None:
+    floor = next(t for t in TARGETS if t.key == FLOOR)
+    calibrations = {(c.subject, c.reference) for c in COMPARISONS if c.limit is None}
+
+    assert (floor.scheme, floor.service) == ("http", "floor")
+    assert (FLOOR, "nginx-http") in calibrations
+    assert ("bastion-http", FLOOR) in calibrations
+    assert all(FLOOR in pair for pair in calibrations)
+
+
+@pytest.mark.parametrize(
+    ("comparison", "summaries", "verdict"),
+    [
+        (FLOOR_VS_NGINX, {FLOOR: _summary(30.0), "nginx-http": _summary(12.0)}, "INFO"),
+        (BASTION_VS_FLOOR, {"bastion-http": _summary(90.0), FLOOR: _summary(14.0)}, "INFO"),
+        (
+            BASTION_VS_FLOOR,
+            {"bastion-http": _summary(30.0), FLOOR: _summary(14.0, error_rate=0.01)},
+            "INVALID",
+        ),
+        (BASTION_VS_FLOOR, {"bastion-http": _summary(30.0)}, "n/a"),
+    ],
+    ids=["floor-far-above-nginx", "bastion-far-above-floor", "floor-failed-requests", "no-floor"],
+)
+def test_judge_reports_calibration_ratios_without_passing_or_failing(
+    comparison: Comparison, summaries: dict[str, Summary], verdict: str
+) -> None:
+    outcome = judge(comparison, summaries)
+
+    assert outcome.verdict == verdict
+    if verdict != "n/a":
+        subject, reference = summaries[comparison.subject], summaries[comparison.reference]
+        assert outcome.ratio == pytest.approx(
+            subject.cpu_us_per_request / reference.cpu_us_per_request
+        )
+
+
+@pytest.mark.parametrize(
+    ("only", "expected"),
+    [
+        (
+            ["bastion-http"],
+            {("bastion-http", "nginx-http")},
+        ),
+        (
+            ["nginx-http", FLOOR, "bastion-http"],
+            {("bastion-http", "nginx-http"), (FLOOR, "nginx-http"), ("bastion-http", FLOOR)},
+        ),
+        ([FLOOR], set()),
+    ],
+    ids=["budget-without-its-reference", "floor-run", "floor-alone"],
+)
+def test_wanted_comparisons_keeps_budgets_and_only_complete_calibrations(
+    only: list[str], expected: set[tuple[str, str]]
+) -> None:
+    assert {(c.subject, c.reference) for c in wanted_comparisons(only)} == expected
+
+
+def test_markdown_table_shows_the_floor_and_bastion_over_it() -> None:
+    summaries = {
+        "nginx-http": _summary(12.0),
+        FLOOR: _summary(15.0),
+        "bastion-http": _summary(30.0),
+    }
+    outcomes = [judge(c, summaries) for c in wanted_comparisons(summaries)]
+
+    table = markdown_table(summaries, outcomes, {}, "### Run")
+
+    rows = {ln.split(" | ")[0]: ln for ln in table.splitlines() if ln.startswith("| ")}
+    assert rows["| Target"].endswith("| Result | ÷ floor |")
+    assert rows["| Python floor HTTP"].endswith("| 15.0 | 6.0 | 1.25 of nginx HTTP | — | — | — |")
+    assert rows["| Bastion HTTP"].endswith("| 2.50 of nginx HTTP | ≤ 1.30 | **FAIL** | 2.00 |")
+    assert rows["| nginx HTTP"].endswith("| — | — | — | — |")
+    assert "Bastion HTTP costs 30.0 µs/req, 2.00 times the floor" in table
+    assert "15.0 µs/req (50%) Bastion's own work" in table
+
+
+def test_markdown_table_has_no_floor_column_when_the_floor_did_not_run() -> None:
+    summaries = {"nginx-http": _summary(12.0), "bastion-http": _summary(15.0)}
+    outcomes = [judge(c, summaries) for c in wanted_comparisons(summaries)]
+
+    table = markdown_table(summaries, outcomes, {}, "### Run")
+
+    assert "floor" not in table
+
+
+@pytest.mark.parametrize(
+    ("floor", "bastion", "expected"),
+    [
+        (10.0, 40.0, "10.0 µs/req (25%) is the floor and 30.0 µs/req (75%) Bastion's own work"),
+        (10.0, 9.0, "0.90 times the floor: no measurable cost of its own"),
+        (0.0, 9.0, "the floor used no measurable CPU"),
+    ],
+    ids=["bastion-above-floor", "bastion-below-floor-in-a-noisy-run", "floor-used-no-cpu"],
+)
+def test_floor_line_splits_bastion_cost_into_floor_and_own_work(
+    floor: float, bastion: float, expected: str
+) -> None:
+    line = floor_line(_summary(floor), _summary(bastion), _summary(20.0))
+
+    assert expected in line
+    assert f"costs {floor:.1f} µs/req ({floor / 20.0:.2f} of nginx HTTP)" in line
+
+
+async def _recording_upstream(
+    seen: list[bytes], connections: list[int]
+) -> tuple[asyncio.Server, int]:
+    """An upstream that answers each request with its own bytes as the body."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        while head := await _read_head(reader):
+            length = _content_length(head)
+            request = head + await reader.readexactly(length)
+            seen.append(request)
+            writer.write(
+                b"HTTP/1.1 201 Made Here\r\nX-Up: 1\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(request), request)
+            )
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def _read_head(reader: asyncio.StreamReader) -> bytes:
+    try:
+        return await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return b""
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.lower().split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
+
+
+@pytest.mark.integration
+def test_floor_proxy_relays_pipelined_requests_over_one_kept_alive_upstream_connection() -> None:
+    requests = [
+        b"GET /a?x=1 HTTP/1.1\r\nHost: example\r\nX-Custom: one\r\n\r\n",
+        b"POST /b HTTP/1.1\r\nHost: example\r\nContent-Length: 5\r\n\r\nhello",
+        b"PUT /c HTTP/1.1\r\nHost: example\r\nContent-Length: 0\r\n\r\n",
+    ]
+    seen: list[bytes] = []
+    connections: list[int] = []
+
+    async def scenario() -> list[tuple[bytes, bytes]]:
+        upstream, upstream_port = await _recording_upstream(seen, connections)
+        proxy = await floor_proxy.start(("127.0.0.1", 0), ("127.0.0.1", upstream_port))
+        port = proxy.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def response() -> tuple[bytes, bytes]:
+            head = await asyncio.wait_for(_read_head(reader), 5)
+            return head, await reader.readexactly(_content_length(head))
+
+        writer.write(requests[0] + requests[1])  # pipelined
+        responses = [await response(), await response()]
+        writer.write(requests[2])  # later, on the same client connection
+        responses.append(await response())
+        writer.close()
+        await writer.wait_closed()
+        proxy.close()
+        upstream.close()
+        return responses
+
+    responses = uvloop.run(scenario())
+
+    assert seen == requests  # method, path, headers and body unchanged
+    assert len(connections) == 1
+    for request, (head, body) in zip(requests, responses, strict=True):
+        assert head.startswith(b"HTTP/1.1 201 Made Here\r\n")
+        assert b"\r\nX-Up: 1\r\n" in head
+        assert body == request
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("127.0.0.1:18084", ("127.0.0.1", 18084)), ("[::1]:8080", ("::1", 8080))],
+    ids=["ipv4", "ipv6"],
+)
+def test_floor_proxy_reads_host_and_port(text: str, expected: tuple[str, int]) -> None:
+    assert floor_proxy.parse_address(text) == expected

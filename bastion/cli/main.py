@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from bastion import __version__
+from bastion.cli.credentials import basic, consumers, keys, migrate
 from bastion.config.loader import ConfigErrors, load_config
 from bastion.config.models import GatewayConfig
 from bastion.errors import ConfigError
@@ -158,3 +159,9 @@ def demo(state_dir: Path) -> None:
         bank.terminate()
         bank.wait(timeout=10)
     sys.exit(code)
+
+
+main.add_command(migrate)
+main.add_command(consumers)
+main.add_command(keys)
+main.add_command(basic)

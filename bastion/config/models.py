@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from bastion.config.paths import ConfigPath
 from bastion.config.policies import PoliciesConfig
 from bastion.policies.request_id.config import RequestIDConfig
 from bastion.policies.security_headers.config import SecurityHeadersConfig
@@ -28,17 +29,6 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 HTTPMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 _TEMPLATE_SEGMENT = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
-
-
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    """Resolve relative paths against the config file's folder (passed as validation context)."""
-    base = (info.context or {}).get("base_dir")
-    if base is not None and not value.is_absolute():
-        return Path(base) / value
-    return value
-
-
-ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 
 
 class Model(BaseModel):
@@ -279,6 +269,11 @@ class AccessLogConfig(Model):
     sink: str = Field(
         "stdout", description="`stdout`, `off`, or a file path for one JSON line per request."
     )
+    security_log: str | None = Field(
+        None,
+        description="Where security events go: `stdout`, `stderr`, `off` or a file path; "
+        "omitted: the access log's sink (events carry event.dataset bastion.security).",
+    )
 
 
 def _default_global_policies() -> PoliciesConfig:
@@ -300,6 +295,27 @@ class GatewayConfig(Model):
         default_factory=list,
         description="CIDRs allowed to set X-Forwarded-For / Forwarded; empty: none.",
     )
+    counters: str = Field(
+        "memory",
+        description="Where rate-limit counters live: `memory` (per process; refused with "
+        "--workers > 1 when a rate_limit policy is configured) or redis://host:port/db "
+        "(shared, exact across processes and nodes; options ?prefix=...&timeout_ms=...).",
+    )
+    store: str = Field(
+        "sqlite:///var/bastion.db",
+        validate_default=True,  # a relative SQLite path is relative to the config file
+        description="Consumers, credentials and the audit log: sqlite:///relative/or/absolute "
+        "(one node) or postgresql://user@host:5432/db (clusters).",
+    )
+    pepper: SecretStr | None = Field(
+        None,
+        description="HMAC key for API-key digests, at least 32 characters, from the environment "
+        "(pepper: ${BASTION_PEPPER}); required when an api_key policy is configured.",
+    )
+    previous_peppers: list[SecretStr] = Field(
+        default_factory=list,
+        description="Earlier peppers whose keys are still accepted (pepper rotation).",
+    )
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Protocol limits.")
     access_log: AccessLogConfig = Field(
         default_factory=AccessLogConfig, description="The access log."
@@ -317,6 +333,49 @@ class GatewayConfig(Model):
     services: list[ServiceConfig] = Field(
         default_factory=list, description="Upstream services and their routes."
     )
+
+    @field_validator("counters")
+    @classmethod
+    def _valid_counters(cls, value: str) -> str:
+        if value != "memory":
+            from bastion.counters.url import parse_redis_url
+
+            parse_redis_url(value)
+        return value
+
+    @field_validator("store")
+    @classmethod
+    def _valid_store(cls, value: str, info: ValidationInfo) -> str:
+        from bastion.store import SQLITE_PREFIX, check_store_url
+
+        check_store_url(value)
+        base = (info.context or {}).get("base_dir")
+        if value.startswith(SQLITE_PREFIX) and base is not None:
+            path = Path(value[len(SQLITE_PREFIX) :])
+            if not path.is_absolute():
+                return f"{SQLITE_PREFIX}{Path(base) / path}"
+        return value
+
+    @field_validator("pepper", "previous_peppers")
+    @classmethod
+    def _strong_pepper(
+        cls, value: SecretStr | list[SecretStr] | None
+    ) -> SecretStr | list[SecretStr] | None:
+        items = value if isinstance(value, list) else [value] if value is not None else []
+        if any(len(item.get_secret_value()) < 32 for item in items):
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -base64 48`)")
+        return value
+
+    @model_validator(mode="after")
+    def _pepper_for_api_keys(self) -> GatewayConfig:
+        blocks = [self.global_policies]
+        for service in self.services:
+            blocks.append(service.policies)
+            blocks.extend(route.policies for route in service.routes)
+        if self.pepper is None and any(block.api_key is not None for block in blocks):
+            message = "required when an api_key policy is configured (pepper: ${BASTION_PEPPER})"
+            raise _located("pepper", message)
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bastion.policies.acl.config import ACLConfig
+from bastion.policies.api_key.config import APIKeyConfig
+from bastion.policies.basic_auth.config import BasicAuthConfig
 from bastion.policies.cors.config import CORSConfig
+from bastion.policies.injection_guard.config import InjectionGuardConfig
 from bastion.policies.ip_filter.config import IPFilterConfig
+from bastion.policies.jwt.config import JWTConfig
+from bastion.policies.openapi.config import OpenAPIConfig
+from bastion.policies.rate_limit.config import RateLimitConfig
 from bastion.policies.request_id.config import RequestIDConfig
+from bastion.policies.scopes.config import ScopesConfig
 from bastion.policies.security_headers.config import SecurityHeadersConfig
 from bastion.policies.size_limit.config import SizeLimitConfig
 from bastion.policies.trusted_proxy.config import TrustedProxyConfig
@@ -27,6 +35,24 @@ class PoliciesConfig(BaseModel):
     cors: CORSConfig | None = Field(None, description="Cross-origin resource sharing.")
     ip_filter: IPFilterConfig | None = Field(None, description="Allow or deny client networks.")
     size_limit: SizeLimitConfig | None = Field(None, description="Body, URI and header limits.")
+    jwt: JWTConfig | None = Field(
+        None, description="Bearer JWT access tokens verified against JWKS, PEM or secret keys."
+    )
+    api_key: APIKeyConfig | None = Field(None, description="API keys held in the store.")
+    basic_auth: BasicAuthConfig | None = Field(
+        None, description="HTTP Basic credentials checked against argon2id hashes in the store."
+    )
+    scopes: ScopesConfig | None = Field(None, description="OAuth scopes required per method.")
+    acl: ACLConfig | None = Field(None, description="Allow or deny consumer groups.")
+    rate_limit: RateLimitConfig | None = Field(
+        None, description="Requests per window per client, consumer, route or header."
+    )
+    openapi: OpenAPIConfig | None = Field(
+        None, description="Validate requests against an OpenAPI 3.0/3.1 document."
+    )
+    injection_guard: InjectionGuardConfig | None = Field(
+        None, description="Refuse SQLi, XSS, traversal, command and other injection payloads."
+    )
 
     def configured(self) -> dict[str, BaseModel]:
         """The policies that are set, by name."""

@@ -103,5 +103,13 @@ class RequestContext:
         return self.request_id
 
     def authenticate(self, identity: Identity) -> None:
-        """Record the authenticated caller; the only way identity is set."""
+        """Record the authenticated caller; the only way identity is set.
+
+        Raises:
+            ValueError: an identity value holds a control character; it is forwarded upstream
+                in `X-Bastion-Consumer`/`X-Bastion-Scopes` and must not split that header.
+        """
+        values = [identity.consumer_id, *identity.scopes]
+        if any(not value.isprintable() for value in values):
+            raise ValueError("identity values must be printable")
         self.identity = identity

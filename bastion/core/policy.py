@@ -12,12 +12,16 @@ import typing
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.clock import Clock, SystemClock
 from bastion.core.context import RequestContext
+
+if TYPE_CHECKING:
+    from bastion.counters.base import Counters
+    from bastion.store.cache import CachedStore
 
 
 class Priority(IntEnum):
@@ -44,15 +48,29 @@ class PolicyConfig(BaseModel):
     )
 
 
+def _memory_counters() -> Counters:
+    # Imported here: the counters package builds on policy arithmetic, and core stays below it.
+    from bastion.counters.memory import MemoryCounters
+
+    return MemoryCounters()
+
+
 @dataclass(frozen=True, slots=True)
 class PolicyDeps:
-    """What the gateway hands every policy: the clock and the route it serves."""
+    """What the gateway hands every policy: the clock, the route it serves, shared counters.
+
+    `counters` is one instance per gateway (the builder creates it from the `counters:`
+    setting and passes the same one to every policy); the default, for policies built
+    outside a gateway, is a private in-memory one.
+    """
 
     clock: Clock = field(default_factory=SystemClock)
     route: str | None = None
     service: str | None = None
     https_port: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    counters: Counters = field(default_factory=_memory_counters)
+    store: CachedStore | None = None  # consumers and credentials (`store:`); None: unset
 
 
 C = TypeVar("C", bound=PolicyConfig)
@@ -66,7 +84,8 @@ class Policy(Generic[C]):
     name: ClassVar[str]
     priority: ClassVar[int]
     config_model: ClassVar[type[PolicyConfig]]
-    needs_request_body: ClassVar[bool] = False
+    # Per class or per instance: a policy may decide in __init__ from its config.
+    needs_request_body: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

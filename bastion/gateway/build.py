@@ -12,6 +12,8 @@ from bastion.config.models import GatewayConfig, RouteConfig, ServiceConfig, Ups
 from bastion.core.chain import Chain
 from bastion.core.policy import Policy, PolicyDeps
 from bastion.core.router import Router, RouteSpec
+from bastion.counters import make_counters
+from bastion.counters.base import Counters
 from bastion.errors import ConfigError
 from bastion.gateway.app import AccessLogger, Gateway
 from bastion.gateway.routes import CompiledRoute
@@ -19,6 +21,7 @@ from bastion.policies.registry import BUILTIN_POLICIES
 from bastion.policies.trusted_proxy.config import TrustedProxyConfig
 from bastion.proxy.tls import client_context
 from bastion.proxy.upstream import Target, UpstreamPool, UpstreamSettings
+from bastion.store import gateway_store
 
 AnyPolicy = Policy[Any]
 
@@ -66,28 +69,57 @@ def _route_spec(route: RouteConfig) -> RouteSpec:
     )
 
 
+def counters_for(
+    config: GatewayConfig, previous: Counters | None = None, clock: Clock | None = None
+) -> Counters:
+    """The counters for `config`: `previous` if its `counters:` setting is unchanged.
+
+    Keeping the instance across reloads keeps every key's count (a reload must not hand
+    clients a fresh quota) and the Redis connection pool.
+    """
+    if previous is not None and previous.spec == config.counters:
+        return previous
+    return make_counters(config.counters, clock)
+
+
+def uses_rate_limit(config: GatewayConfig) -> bool:
+    """Whether any global, service or route policy block configures rate_limit."""
+    blocks = [config.global_policies]
+    for service in config.services:
+        blocks.append(service.policies)
+        blocks.extend(route.policies for route in service.routes)
+    return any("rate_limit" in block.configured() for block in blocks)
+
+
 def build_gateway(
     config: GatewayConfig,
     *,
     loop: asyncio.AbstractEventLoop,
     access_log: AccessLogger | None = None,
     clock: Clock | None = None,
+    counters: Counters | None = None,
 ) -> tuple[Gateway, list[UpstreamPool]]:
     """Compile `config`; returns the gateway and the upstream pools it owns.
 
     Global policy instances are shared by every route (so their state, such as a global rate
-    limit, is too); a service's by its routes; a route's own override same-named ones.
+    limit, is too); a service's by its routes; a route's own override same-named ones. Every
+    policy gets the same `counters` (see `counters_for`; created from `config.counters` when
+    not given).
 
     Raises:
         ConfigError: a policy refused its settings while compiling.
     """
     clock = clock or SystemClock()
+    counters = counters if counters is not None else make_counters(config.counters, clock)
+    store = gateway_store(config)  # opened lazily: no file or connection until first use
     https_port = config.https_port
     global_configs = dict(config.global_policies.configured())
     if "trusted_proxy" not in global_configs:
         global_configs["trusted_proxy"] = TrustedProxyConfig(proxies=config.trusted_proxies)
     global_policies = _instantiate(
-        global_configs, PolicyDeps(clock=clock, https_port=https_port), "global_policies"
+        global_configs,
+        PolicyDeps(clock=clock, https_port=https_port, counters=counters, store=store),
+        "global_policies",
     )
     routes: list[tuple[RouteSpec, CompiledRoute]] = []
     pools: list[UpstreamPool] = []
@@ -96,14 +128,25 @@ def build_gateway(
         pools.append(pool)
         service_policies = _instantiate(
             service.policies.configured(),
-            PolicyDeps(clock=clock, service=service.name, https_port=https_port),
+            PolicyDeps(
+                clock=clock,
+                service=service.name,
+                https_port=https_port,
+                counters=counters,
+                store=store,
+            ),
             f"services[{s_index}].policies",
         )
         for r_index, route in enumerate(service.routes):
             own = _instantiate(
                 route.policies.configured(),
                 PolicyDeps(
-                    clock=clock, route=route.name, service=service.name, https_port=https_port
+                    clock=clock,
+                    route=route.name,
+                    service=service.name,
+                    https_port=https_port,
+                    counters=counters,
+                    store=store,
                 ),
                 f"services[{s_index}].routes[{r_index}].policies",
             )

@@ -19,20 +19,31 @@ import os
 import signal
 import ssl
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bastion.clock import SystemClock
 from bastion.config.loader import load_config
 from bastion.config.models import GatewayConfig, ListenerConfig, parse_bind
 from bastion.errors import ConfigError
 from bastion.gateway.app import Gateway
-from bastion.gateway.build import build_gateway
+from bastion.gateway.build import build_gateway, counters_for, uses_rate_limit
 from bastion.observability.access_log import AccessLog
-from bastion.observability.sinks import FileSink, open_sink
+from bastion.observability.events import SecurityEvents
+from bastion.observability.metrics import (
+    CONTENT_TYPE as METRICS_CONTENT_TYPE,
+    Metrics,
+    RequestRecorder,
+    new_registry,
+    render,
+)
+from bastion.observability.sinks import FileSink, Sink, open_sink
 from bastion.proxy.downstream import App, Exchange, HTTPServerProtocol, ProtocolLimits
 from bastion.proxy.tls import (
+    certificate_expiry,
     ensure_dev_certificate,
     expiry_warning,
     reload_certificate,
@@ -40,6 +51,10 @@ from bastion.proxy.tls import (
 )
 from bastion.proxy.upstream import UpstreamPool
 from bastion.server.redirect import RedirectApp
+from bastion.store import close_shared_stores
+
+if TYPE_CHECKING:
+    from bastion.admin.app import AdminApp
 
 _log = logging.getLogger("bastion.server")
 
@@ -88,6 +103,7 @@ class _TLSListener:
     context: ssl.SSLContext
     certificate: Path
     private_key: Path
+    bind: str = ""
 
 
 @dataclass
@@ -104,13 +120,18 @@ class Server:
         self.connections: set[HTTPServerProtocol] = set()
         self._servers: list[asyncio.Server] = []
         self._tls: list[_TLSListener] = []
+        self._admin: AdminApp | None = None
         try:
             self._sink = open_sink(self.config.access_log.sink)
         except OSError as exc:
             raise ConfigError("access_log.sink", f"cannot open: {exc.strerror}") from None
         access_log = AccessLog(self._sink, SystemClock()) if self._sink is not None else None
-        gateway, self._pools = build_gateway(self.config, loop=self.loop, access_log=access_log)
-        self._access_log = access_log
+        recorder = self._observability(access_log)
+        self.counters = counters_for(self.config)  # kept across reloads (see reload)
+        gateway, self._pools = build_gateway(
+            self.config, loop=self.loop, access_log=recorder, counters=self.counters
+        )
+        self._access_log = recorder
         self.dispatcher = Dispatcher(gateway)
         self._retired_pools: list[UpstreamPool] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -133,7 +154,7 @@ class Server:
             if listener.tls is not None:
                 certificate, key = listener_certificate(listener, config.state_dir)
                 ssl_context = server_context(certificate, key, min_version=listener.tls.min_version)
-                self._tls.append(_TLSListener(ssl_context, certificate, key))
+                self._tls.append(_TLSListener(ssl_context, certificate, key, listener.bind))
                 self._warn_expiry(certificate)
                 app = self.dispatcher
                 scheme = "https"
@@ -149,8 +170,16 @@ class Server:
 
             host, port = parse_bind(config.admin.bind)
             token = config.admin.token.get_secret_value() if config.admin.token else None
-            admin = AdminApp(token=token, ready=lambda: self.ready, status=self.status)
+            admin = AdminApp(
+                token=token,
+                ready=lambda: self.ready,
+                status=self.status,
+                metrics=self._render_metrics if self.metrics is not None else None,
+                metrics_content_type=METRICS_CONTENT_TYPE.encode(),
+            )
+            self._admin = admin
             await self._listen("admin", host, port, admin, limits, "http", None)
+        self._watch_certificates()
         self._sweeper = self.loop.create_task(self._sweep())
         self.ready = True
 
@@ -213,6 +242,64 @@ class Server:
             self._retired_pools = [p for p in self._retired_pools if p.connections]
             if self._sink is not None:
                 self._sink.flush()
+            if self._security_sink is not None:
+                self._security_sink.flush()
+
+    def _observability(self, access_log: AccessLog | None) -> RequestRecorder:
+        """Security events, metrics (in the worker that serves the admin listener) and the log."""
+        clock = SystemClock()
+        spec = self.config.access_log.security_log
+        self._security_sink: Sink | None = None
+        if spec is not None:
+            try:
+                self._security_sink = open_sink(spec)
+            except OSError as exc:
+                where = "access_log.security_log"
+                raise ConfigError(where, f"cannot open: {exc.strerror}") from None
+        events_sink = self._sink if spec is None else self._security_sink
+        self._events = SecurityEvents(events_sink, clock) if events_sink is not None else None
+        self.metrics: Metrics | None = None
+        if self.with_admin and self.config.admin is not None:
+            metrics = self.metrics = Metrics(clock)
+            self._registry = new_registry(metrics)
+            self._bind_routes()
+            metrics.gauge(
+                "bastion_connections_active",
+                "Open client connections of this worker, admin listener included.",
+                lambda: len(self.connections),
+            )
+            metrics.gauge(
+                "bastion_requests_in_flight",
+                "Requests of this worker being served right now.",
+                lambda: self.dispatcher.target.in_flight,
+            )
+            sinks = {"access": self._sink, "security": self._security_sink}
+            for name, sink in sinks.items():
+                if sink is not None:
+                    metrics.watch_log(name, _dropped_lines(sink))
+        return RequestRecorder(access_log=access_log, metrics=self.metrics, events=self._events)
+
+    def _bind_routes(self) -> None:
+        if self.metrics is not None:
+            routes = [(r.name, s.name) for s in self.config.services for r in s.routes]
+            self.metrics.bind_routes(routes)
+
+    def _render_metrics(self) -> bytes:
+        return render(self._registry)
+
+    def _watch_certificates(self) -> None:
+        if self.metrics is None:
+            return
+        for tls in self._tls:
+            with contextlib.suppress(ConfigError):  # unreadable: _warn_expiry logged it
+                expires = certificate_expiry(tls.certificate).timestamp()
+                self.metrics.certificate_expiry(tls.bind, expires)
+
+    def _reloaded(self, success: bool, error: str | None = None) -> None:
+        if self.metrics is not None:
+            self.metrics.config_reloaded(success)
+        if self._events is not None:
+            self._events.config_reload(success=success, revision=self.revision, error=error)
 
     def _warn_expiry(self, certificate: Path) -> None:
         message = expiry_warning(certificate, datetime.now(UTC))
@@ -223,14 +310,23 @@ class Server:
         """Re-read the config file and certificates; keep the old config if the new one fails."""
         if isinstance(self._sink, FileSink):
             self._sink.reopen()  # SIGHUP after logrotate moved the file away
+        if isinstance(self._security_sink, FileSink):
+            self._security_sink.reopen()
         if self.config_path is None:
             return False
         try:
             new_config = load_config(self.config_path)
-            gateway, pools = build_gateway(new_config, loop=self.loop, access_log=self._access_log)
+            counters = counters_for(new_config, self.counters)
+            gateway, pools = build_gateway(
+                new_config, loop=self.loop, access_log=self._access_log, counters=counters
+            )
         except ConfigError as exc:
             _log.error("reload refused, still serving the previous config: %s", exc)
+            self._reloaded(False, str(exc))
             return False
+        if counters is not self.counters:  # the counters setting changed
+            retired, self.counters = self.counters, counters
+            self.loop.create_task(retired.close())
         self._retired_pools.extend(self._pools)
         for pool in self._pools:
             pool.close_idle()
@@ -245,6 +341,9 @@ class Server:
             except ConfigError as exc:
                 _log.error("certificate reload failed, keeping the old one: %s", exc)
         _log.info("configuration reloaded (revision %d)", self.revision)
+        self._bind_routes()
+        self._watch_certificates()
+        self._reloaded(True)
         return True
 
     async def shutdown(self, drain_seconds: float | None = None) -> None:
@@ -267,10 +366,29 @@ class Server:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        for pool in [*self._pools, *self._retired_pools]:
+        pools = [*self._pools, *self._retired_pools]
+        for pool in pools:
             pool.close()
+        # Closing a (TLS) transport completes on a later loop turn: wait, boundedly, so no
+        # transport outlives the loop.
+        deadline = self.loop.time() + 1.0
+        while any(pool.connections for pool in pools) and self.loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        await close_shared_stores()  # stop the SQLite thread, close PostgreSQL connections
+        await self.counters.close()
         if self._sink is not None:
             self._sink.close()
+        if self._security_sink is not None:
+            self._security_sink.close()
+        if self._admin is not None:
+            self._admin.close()
+
+
+def _dropped_lines(sink: Sink) -> Callable[[], int]:
+    def read() -> int:
+        return int(getattr(sink, "dropped", 0))  # MemorySink and others keep no count
+
+    return read
 
 
 async def _run_worker(
@@ -297,7 +415,18 @@ def _run_loop(
 
 
 def serve(config: GatewayConfig, config_path: Path | None, workers: int = 1) -> int:
-    """Run the gateway until SIGTERM/SIGINT; returns the process exit code."""
+    """Run the gateway until SIGTERM/SIGINT; returns the process exit code.
+
+    Raises:
+        ConfigError: `--workers` > 1 with in-memory counters and a rate_limit policy: each
+            process would count on its own, silently multiplying every limit by the workers.
+    """
+    if workers > 1 and config.counters == "memory" and uses_rate_limit(config):
+        raise ConfigError(
+            "counters",
+            f"rate limits with counters: memory are per process, so --workers {workers} would "
+            "multiply every limit; set counters: redis://host:port/db or run one worker",
+        )
     # Generate the development certificate once, before forking, so workers share it.
     for listener in config.listeners:
         if listener.tls is not None:

@@ -157,3 +157,18 @@ def test_request_ids_of_a_forked_worker_never_repeat_the_parents():
     parent_id = new_request_id()
     assert len(child_id) == len(parent_id) == 32
     assert child_id[:16] != parent_id[:16]
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        Identity(consumer_id="alice\r\nx-admin: 1"),
+        Identity(consumer_id="alice", scopes=frozenset({"read\nwrite"})),
+    ],
+    ids=["crlf_in_consumer", "newline_in_scope"],
+)
+def test_authenticate_refuses_values_that_would_split_forwarded_headers(identity):
+    ctx = make_ctx()
+    with pytest.raises(ValueError, match="printable"):
+        ctx.authenticate(identity)
+    assert ctx.identity is None

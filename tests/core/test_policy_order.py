@@ -32,6 +32,14 @@ EXPECTED = {
     "size_limit": Priority.HARDEN + 40,
     "security_headers": Priority.HARDEN,
     "cors": Priority.CORS,
+    "api_key": Priority.AUTHENTICATE + 30,
+    "basic_auth": Priority.AUTHENTICATE + 20,
+    "jwt": Priority.AUTHENTICATE + 10,
+    "acl": Priority.AUTHORIZE + 10,
+    "scopes": Priority.AUTHORIZE,
+    "rate_limit": Priority.RATE_LIMIT,
+    "injection_guard": Priority.VALIDATE + 10,
+    "openapi": Priority.VALIDATE,
 }
 
 BAND_WIDTH = 1000
@@ -76,6 +84,14 @@ def test_builtins_run_in_the_pinned_order():
         "size_limit",
         "security_headers",
         "cors",
+        "api_key",
+        "basic_auth",
+        "jwt",
+        "acl",
+        "scopes",
+        "rate_limit",
+        "injection_guard",
+        "openapi",
     ]
 
 

@@ -25,9 +25,19 @@ from tests.integration.upstream import EchoUpstream
 
 def free_port() -> int:
     """A currently free loopback TCP port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports (all bound at once, so none repeats)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass
@@ -102,7 +112,8 @@ def running_gateway(
     state_dir: Path, extra: dict[str, Any] | None = None, *, config_file: bool = False
 ) -> Iterator[RunningGateway]:
     """Start the echo upstream and a gateway; stop both on exit."""
-    ports = RunningGateway(free_port(), free_port(), free_port(), free_port(), free_port())
+    http, https, redirect, admin, upstream = free_ports(5)
+    ports = RunningGateway(http, https, redirect, admin, upstream)
     document = base_config(ports, state_dir, extra or {})
     config_path = None
     if config_file:

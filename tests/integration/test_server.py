@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from bastion.proxy.tls import client_context
-from tests.integration.harness import free_port, running_upstream
+from tests.integration.harness import free_ports, running_upstream
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ def _wait_ready(admin_port: int, process: subprocess.Popen[bytes], timeout: floa
 def started(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A `bastion run` process on a config file, with an echo upstream."""
     with running_upstream() as (upstream_port, seen):
-        port, admin_port = free_port(), free_port()
+        port, admin_port = free_ports(2)
         config_path = tmp_path / "bastion.yaml"
         config_path.write_text(yaml.safe_dump(_config(upstream_port, port, admin_port, ["/a"])))
         log = (tmp_path / "bastion.log").open("wb")
@@ -140,7 +140,7 @@ def test_sigterm_drains_in_flight_requests_then_exits(started: dict[str, Any]) -
 
 def test_two_workers_share_the_listener(tmp_path: Path) -> None:
     with running_upstream() as (upstream_port, _seen):
-        port, admin_port = free_port(), free_port()
+        port, admin_port = free_ports(2)
         config_path = tmp_path / "bastion.yaml"
         config_path.write_text(yaml.safe_dump(_config(upstream_port, port, admin_port, ["/"])))
         process = subprocess.Popen(

@@ -1,0 +1,186 @@
+"""Rate-limit arithmetic: GCRA and a sliding-window counter, pure functions over integer time.
+
+How this works: time is an integer count of microseconds (exact, and small enough for the
+doubles of Redis' Lua), taken from an injected clock by the caller. Each limit is a `Rule`;
+each key's state is O(1): one integer for GCRA, three for the sliding window. `decide()` takes
+the stored state and the current time and returns a `Decision` plus the state to store if the
+request is admitted; a refused request leaves the state as it was, so only accepted requests
+are counted. The Redis Lua script (`bastion.counters.redis_counters`) implements the same
+formulas.
+
+GCRA (generic cell rate algorithm, a leaky bucket without a drip loop): with emission interval
+`T = ceil(window / limit)` and tolerance `tau = burst * T`, the state is the theoretical arrival
+time `tat` of the next request. A request at `now` is admitted iff `max(tat, now) - now <= tau`,
+and then `tat = max(tat, now) + T`. Hence at most `burst + 1` requests at once and never more
+than `limit + burst` in any window of `window` seconds; under steady demand exactly `limit`
+per window. See https://en.wikipedia.org/wiki/Generic_cell_rate_algorithm
+
+Sliding window: fixed windows aligned on multiples of `window`; the estimate of requests in
+the last `window` seconds is `previous * (window - elapsed) / window + current`, and a request
+is admitted iff that estimate plus one stays within `limit` (all in integer arithmetic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Algorithm = Literal["gcra", "sliding_window"]
+MICROS = 1_000_000
+
+GCRAState = int
+"""The theoretical arrival time of the next request, in microseconds."""
+WindowState = tuple[int, int, int]
+"""(index of the current fixed window, requests in the previous one, in the current one)."""
+State = GCRAState | WindowState
+
+
+def to_micros(seconds: float) -> int:
+    """Seconds (a clock reading) as whole microseconds."""
+    return int(seconds * MICROS)
+
+
+def ceil_seconds(micros: int) -> int:
+    """Microseconds rounded up to whole seconds (headers and Retry-After carry integers)."""
+    return -(-micros // MICROS)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One limit: `limit` requests per `window_us` microseconds, with `burst` extra at once.
+
+    Raises:
+        ValueError: a non-positive limit or window, a negative burst, or a burst with the
+            sliding window (which has no notion of one).
+    """
+
+    limit: int
+    window_us: int
+    burst: int = 0
+    algorithm: Algorithm = "gcra"
+
+    def __post_init__(self) -> None:
+        if self.limit <= 0:
+            raise ValueError("limit must be positive")
+        if self.window_us <= 0:
+            raise ValueError("window must be positive")
+        if self.burst < 0:
+            raise ValueError("burst must not be negative")
+        if self.burst and self.algorithm != "gcra":
+            raise ValueError("burst applies to the gcra algorithm only")
+
+    @property
+    def interval_us(self) -> int:
+        """GCRA emission interval: rounded up, so `limit` intervals never undercut the window."""
+        return -(-self.window_us // self.limit)
+
+    @property
+    def tolerance_us(self) -> int:
+        """GCRA tolerance: how far ahead of `now` the theoretical arrival time may run."""
+        return self.burst * self.interval_us
+
+    @property
+    def capacity(self) -> int:
+        """Requests admitted at once by a rested key."""
+        return self.burst + 1 if self.algorithm == "gcra" else self.limit
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer for one rule: admitted or not, and what the response headers report.
+
+    `remaining` is how many more requests would be admitted right now; `reset_us` how long
+    until the key is fully rested again; `retry_after_us` (refusals only) how long until a
+    request would be admitted.
+    """
+
+    allowed: bool
+    remaining: int
+    reset_us: int
+    retry_after_us: int = 0
+
+
+def decide(rule: Rule, state: State | None, now: int) -> tuple[Decision, State | None]:
+    """Decide one request at `now` (microseconds) given the key's stored `state`.
+
+    Returns:
+        The decision and the state to store if the request is counted (the unchanged
+        `state` when it is refused).
+    """
+    if rule.algorithm == "gcra":
+        tat = state if isinstance(state, int) else None
+        return gcra(rule, tat, now)
+    window = state if isinstance(state, tuple) else None
+    return sliding_window(rule, window, now)
+
+
+def gcra(rule: Rule, tat: int | None, now: int) -> tuple[Decision, int | None]:
+    """GCRA for one request; `tat` is None for a key never seen (or expired)."""
+    interval = rule.interval_us
+    tolerance = rule.tolerance_us
+    base = now if tat is None or tat < now else tat
+    if base - now > tolerance:
+        # Refused: the earliest admission is when `base - now` falls back to `tolerance`.
+        retry = base - tolerance - now
+        return Decision(False, 0, base - now, retry), tat
+    new_tat = base + interval
+    remaining = (now + tolerance + interval - new_tat) // interval
+    return Decision(True, max(remaining, 0), new_tat - now), new_tat
+
+
+def sliding_window(
+    rule: Rule, state: WindowState | None, now: int
+) -> tuple[Decision, WindowState | None]:
+    """The sliding-window counter for one request; `state` None for a new key."""
+    window = rule.window_us
+    limit = rule.limit
+    index, elapsed = divmod(now, window)
+    previous, current = _roll(state, index)
+    weight = window - elapsed  # share of the previous window still inside the sliding one
+    # Admit iff previous * weight / window + current + 1 <= limit, without division.
+    budget = limit * window - previous * weight
+    if (current + 1) * window <= budget:
+        current += 1
+        remaining = max(budget // window - current, 0)
+        decision = Decision(True, remaining, _window_reset(window, elapsed, current))
+        return decision, (index, previous, current)
+    retry = _retry(rule, previous, current, elapsed)
+    return Decision(False, 0, _window_reset(window, elapsed, current), retry), state
+
+
+def _roll(state: WindowState | None, index: int) -> tuple[int, int]:
+    """(previous, current) counts as seen from fixed window `index`."""
+    if state is None:
+        return 0, 0
+    stored_index, previous, current = state
+    if stored_index == index:
+        return previous, current
+    if stored_index == index - 1:
+        return current, 0
+    return 0, 0
+
+
+def _window_reset(window: int, elapsed: int, current: int) -> int:
+    """Until the key is rested: the current window ends, then its count weighs for one more."""
+    if current == 0:
+        return window - elapsed
+    return 2 * window - elapsed
+
+
+def _retry(rule: Rule, previous: int, current: int, elapsed: int) -> int:
+    """How long until `previous * (window - e) / window + current + 1 <= limit` holds."""
+    window = rule.window_us
+    limit = rule.limit
+    room = limit - current - 1
+    if room >= 0 and previous > 0:
+        # Later in this window: previous * (window - e) <= room * window.
+        needed = window - (room * window) // previous
+        if needed < window:
+            return max(needed - elapsed, 1)
+    # In the next window the current count becomes the previous one.
+    until_next = window - elapsed
+    room_next = limit - 1
+    if current <= room_next:
+        return until_next
+    needed = window - (room_next * window) // current
+    return until_next + needed
