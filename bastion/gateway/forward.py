@@ -139,6 +139,7 @@ class Forwarding:
         "_target",
         "chain",
         "clock",
+        "corker",
         "ctx",
         "exchange",
         "pool",
@@ -155,6 +156,7 @@ class Forwarding:
         clock: Clock,
     ) -> None:
         self.exchange = exchange
+        self.corker = exchange.connection  # the upstream corks the client while it reads
         self.ctx = ctx
         self.chain = route.chain
         self.pool: UpstreamPool = route.pool
@@ -291,14 +293,6 @@ class Forwarding:
             self._loop.create_task(self._connect(self._target))
             return
         self._fail(error)
-
-    def cork(self) -> None:
-        """Hold client writes while the upstream's bytes are processed."""
-        self.exchange.cork()
-
-    def uncork(self) -> None:
-        """Send what was held."""
-        self.exchange.uncork()
 
     def on_upstream_pause(self) -> None:
         """The upstream is slow to take the body: stop reading it from the client."""

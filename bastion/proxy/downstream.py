@@ -137,6 +137,7 @@ class Exchange:
         "finished",
         "head_sent",
         "is_head",
+        "keep_alive",
         "max_body",
         "on_abort",
         "on_pause_writing",
@@ -164,6 +165,7 @@ class Exchange:
         self.is_head = request.method == "HEAD"
         self.close_after = False
         self.expect_continue = False
+        self.keep_alive = True
 
     # -- request body ---------------------------------------------------------------------------
 
@@ -206,13 +208,10 @@ class Exchange:
             on_end, self._on_body_end, self._on_body = self._on_body_end, None, None
             on_end()
 
-    def cork(self) -> None:
-        """Hold this connection's writes until `uncork` (see `HTTPServerProtocol.cork`)."""
-        self._conn.cork()
-
-    def uncork(self) -> None:
-        """Write what was held since `cork`."""
-        self._conn.uncork()
+    @property
+    def connection(self) -> HTTPServerProtocol:
+        """The client connection (for corking its writes: `HTTPServerProtocol.cork`)."""
+        return self._conn
 
     def pause_reading(self) -> None:
         """Stop reading from the client (the upstream cannot take the body as fast)."""
@@ -476,6 +475,8 @@ class HTTPServerProtocol(asyncio.Protocol):
         self._in_head = False
         request = self._build_request()
         exchange = Exchange(self, request, self.limits.max_body_bytes)
+        # HTTP/1.0 keep-alive is rare and error-prone: one request per connection there.
+        exchange.keep_alive = request.http_version == "1.1" and self._parser.should_keep_alive()
         if request.content_length is not None and request.content_length > exchange.max_body:
             raise _LimitExceeded(PayloadTooLarge(TOO_LARGE_BODY))
         expect = request.headers.get(b"expect") if self._framing else None
@@ -624,15 +625,8 @@ class HTTPServerProtocol(asyncio.Protocol):
             (self._stop_parsing and not self._queue)
             or self.draining
             or self._served - len(self._queue) >= self.limits.keepalive_requests
-            or not self._keep_alive(exchange.request)
+            or not exchange.keep_alive
         )
-
-    @staticmethod
-    def _keep_alive(request: Request) -> bool:
-        connection = request.headers.get(b"connection")
-        if request.http_version == "1.0":
-            return False  # HTTP/1.0 keep-alive is rare and error-prone: one request only
-        return connection is None or b"close" not in connection.lower()
 
     def exchange_finished(self, exchange: Exchange) -> None:
         """Called by `Exchange.finish`: start the next pipelined request or close."""

@@ -73,6 +73,18 @@ class UpstreamSettings:
     fail_timeout: float = 10.0
 
 
+class Corker(Protocol):
+    """Holds writes back and sends them in one go (the client connection)."""
+
+    def cork(self) -> None:
+        """Start holding writes."""
+        ...
+
+    def uncork(self) -> None:
+        """Send what was held."""
+        ...
+
+
 class ResponseSink(Protocol):
     """Receives one upstream response (implemented by the gateway's forwarding)."""
 
@@ -102,12 +114,9 @@ class ResponseSink(Protocol):
         """The upstream can take more request body."""
         ...
 
-    def cork(self) -> None:
-        """Hold client writes while one read from the upstream is processed."""
-        ...
-
-    def uncork(self) -> None:
-        """Send the held client writes at once."""
+    @property
+    def corker(self) -> Corker:
+        """What to cork while one upstream read is processed (the client connection)."""
         ...
 
 
@@ -162,8 +171,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.deadline = self.pool.loop.time() + self.pool.settings.read_timeout
         # A read usually holds the whole response head and body: what it produces for the
         # client leaves in one write instead of one per part.
-        sink = self.sink
-        sink.cork()
+        corker = self.sink.corker
+        corker.cork()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -172,7 +181,7 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._fail(BadGateway(UPSTREAM_INVALID, code="upstream_invalid"))
         finally:
-            sink.uncork()
+            corker.uncork()
 
     def pause_writing(self) -> None:  # noqa: D102
         if self.sink is not None:
@@ -339,21 +348,29 @@ class UpstreamPool:
         Raises:
             ServiceUnavailable: every target is ejected.
         """
+        targets = self.targets
         now = self.loop.time()
-        count = len(self.targets)
-        for _ in range(count):
-            target = self.targets[self._next % count]
-            self._next += 1
-            if self._health[target].ejected_until > now:
-                continue
-            idle = self._idle[target]
-            while idle:
-                conn = idle.pop()
-                if not conn.closed:
-                    conn.idle_since = 0.0
-                    return target, conn
-            return target, None
+        if len(targets) == 1:  # the common case: no rotation
+            target = targets[0]
+            if self._health[target].ejected_until <= now:
+                return target, self._take_idle(target)
+        else:
+            count = len(targets)
+            for _ in range(count):
+                target = targets[self._next % count]
+                self._next += 1
+                if self._health[target].ejected_until <= now:
+                    return target, self._take_idle(target)
         raise ServiceUnavailable(NO_HEALTHY_TARGET, code="no_healthy_upstream")
+
+    def _take_idle(self, target: Target) -> UpstreamConnection | None:
+        idle = self._idle[target]
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.idle_since = 0.0
+                return conn
+        return None
 
     async def connect(self, target: Target) -> UpstreamConnection:
         """Open a new connection to `target`.
