@@ -9,6 +9,7 @@ figures in docs/rate-limiting.md come from them):
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import threading
@@ -158,8 +159,58 @@ def _report(name: str, results: list[tuple[float, float, int]], in_window: int) 
     )
 
 
+# A bucket of exactly LIMIT that refills one request per 36 s: a few seconds of concurrent
+# demand from two processes must be admitted exactly LIMIT times — one more means two processes
+# raced on the counter, one fewer means a lost update. No client clock is involved.
+BUCKET = {"limit": LIMIT, "window": 3600, "burst": LIMIT - 1}
+HAMMER_SECONDS = 5
+
+
+def _exact_bucket(ports: list[int]) -> list[tuple[float, float, int]]:
+    results = _load(ports, HAMMER_SECONDS, pause=0.0)
+    admitted = sum(1 for _, _, status in results if status == 200)
+    _report_bucket(results, admitted + len(ports))
+    assert {status for _, _, status in results} <= {200, 429}
+    assert admitted + len(ports) == LIMIT  # each gateway's warm-up request counted too
+    return results
+
+
+def _report_bucket(results: list[tuple[float, float, int]], admitted: int) -> None:
+    print(  # noqa: T201 - the figure the docs quote, shown with -s
+        f"\n{len(results)} requests from {CLIENTS} clients in {HAMMER_SECONDS} s: "
+        f"{admitted} admitted counting the warm-up requests (limit {LIMIT})"
+    )
+
+
 @pytest.mark.redis
 def test_two_processes_sharing_redis_admit_exactly_the_limit(tmp_path: Path) -> None:
+    require_redis()
+    prefix = unique_prefix()
+    counters = f"redis://127.0.0.1:6379/0?prefix={prefix}"
+    try:
+        with (
+            running_upstream() as (upstream_port, _),
+            _gateways(tmp_path, upstream_port, counters, BUCKET, 2) as ports,
+        ):
+            _exact_bucket(ports)
+    finally:
+        delete_prefix(prefix)
+
+
+def test_one_process_with_memory_counters_admits_exactly_the_limit(tmp_path: Path) -> None:
+    with (
+        running_upstream() as (upstream_port, _),
+        _gateways(tmp_path, upstream_port, "memory", BUCKET, 1) as ports,
+    ):
+        _exact_bucket(ports)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("BASTION_LONG_TESTS"),
+    reason="holds load for a whole 60 s window; set BASTION_LONG_TESTS=1 to run",
+)
+@pytest.mark.redis
+def test_steady_demand_over_a_60_s_window_across_two_processes(tmp_path: Path) -> None:
     require_redis()
     prefix = unique_prefix()
     counters = f"redis://127.0.0.1:6379/0?prefix={prefix}"
@@ -174,21 +225,9 @@ def test_two_processes_sharing_redis_admit_exactly_the_limit(tmp_path: Path) -> 
     in_window, most = _admitted_in_first_window(results)
     _report("redis, 2 processes", results, in_window)
     assert {status for _, _, status in results} <= {200, 429}
-    assert in_window == EXACT
-    assert most == EXACT
-
-
-def test_one_process_with_memory_counters_admits_exactly_the_limit(tmp_path: Path) -> None:
-    with (
-        running_upstream() as (upstream_port, _),
-        _gateways(tmp_path, upstream_port, "memory", POLICY, 1) as ports,
-    ):
-        results = _load(ports, WINDOW + 1, pause=0.05)
-    in_window, most = _admitted_in_first_window(results)
-    _report("memory, 1 process", results, in_window)
-    assert {status for _, _, status in results} <= {200, 429}
-    assert in_window == EXACT
-    assert most == EXACT
+    # Client-side timestamps: a loaded machine can shift a few answers across the boundary.
+    assert abs(in_window - EXACT) <= 2
+    assert most <= EXACT + 2
 
 
 @pytest.mark.redis
