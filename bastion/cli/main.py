@@ -10,7 +10,10 @@ from pathlib import Path
 import click
 
 from bastion import __version__
+from bastion.cli.audit import audit
 from bastion.cli.credentials import basic, consumers, keys, migrate
+from bastion.cli.oauth import clients
+from bastion.cli.scan import scan
 from bastion.config.loader import ConfigErrors, load_config
 from bastion.config.models import GatewayConfig
 from bastion.errors import ConfigError
@@ -165,3 +168,6 @@ main.add_command(migrate)
 main.add_command(consumers)
 main.add_command(keys)
 main.add_command(basic)
+main.add_command(audit)
+main.add_command(clients)
+main.add_command(scan)

@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 
 from bastion.config.paths import ConfigPath
 from bastion.config.policies import PoliciesConfig
+from bastion.oauth.config import OAuthConfig
 from bastion.policies.request_id.config import RequestIDConfig
 from bastion.policies.security_headers.config import SecurityHeadersConfig
 
@@ -315,6 +316,9 @@ class GatewayConfig(Model):
     previous_peppers: list[SecretStr] = Field(
         default_factory=list,
         description="Earlier peppers whose keys are still accepted (pepper rotation).",
+    )
+    oauth: OAuthConfig | None = Field(
+        None, description="The built-in OAuth 2.0 authorization server; omitted: off."
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Protocol limits.")
     access_log: AccessLogConfig = Field(

@@ -18,6 +18,7 @@ from bastion.policies.scopes.config import ScopesConfig
 from bastion.policies.security_headers.config import SecurityHeadersConfig
 from bastion.policies.size_limit.config import SizeLimitConfig
 from bastion.policies.trusted_proxy.config import TrustedProxyConfig
+from bastion.policies.versioning.config import VersioningConfig
 
 
 class PoliciesConfig(BaseModel):
@@ -52,6 +53,9 @@ class PoliciesConfig(BaseModel):
     )
     injection_guard: InjectionGuardConfig | None = Field(
         None, description="Refuse SQLi, XSS, traversal, command and other injection payloads."
+    )
+    versioning: VersioningConfig | None = Field(
+        None, description="API version selection, Deprecation/Sunset headers, 410 after sunset."
     )
 
     def configured(self) -> dict[str, BaseModel]:

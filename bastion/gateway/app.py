@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from bastion.clock import Clock
@@ -59,8 +59,11 @@ class Gateway:
         access_log: AccessLogger | None,
         loop: asyncio.AbstractEventLoop,
         clock: Clock,
+        local_handlers: Mapping[str, Callable[[Exchange], None]] | None = None,
     ) -> None:
         self.router = router
+        # Exact paths the gateway answers itself (the OAuth server), checked before routing.
+        self.local_handlers = dict(local_handlers or {})
         self.clock = clock
         self.global_chain = global_chain
         self.access_log = access_log
@@ -70,6 +73,10 @@ class Gateway:
     def handle(self, exchange: Exchange) -> None:
         """Start serving one request."""
         request = exchange.request
+        local = self.local_handlers.get(request.path)
+        if local is not None:
+            local(exchange)
+            return
         ctx = RequestContext(request, start=self.clock.monotonic())
         self.in_flight += 1
         match = self.router.match(request.host, request.method, request.path)
@@ -210,7 +217,8 @@ class Gateway:
     def _log(self, ctx: RequestContext, chain: Chain) -> None:
         self.in_flight -= 1
         ctx.bytes_received = ctx.request.content_length or 0
-        chain.log(ctx)
+        if chain.has_log:
+            chain.log(ctx)
         if self.access_log is not None:
             try:
                 self.access_log.record(ctx)

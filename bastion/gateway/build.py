@@ -17,6 +17,8 @@ from bastion.counters.base import Counters
 from bastion.errors import ConfigError
 from bastion.gateway.app import AccessLogger, Gateway
 from bastion.gateway.routes import CompiledRoute
+from bastion.oauth.routes import oauth_handlers
+from bastion.oauth.setup import EXTRAS_KEY, authorization_server
 from bastion.policies.registry import BUILTIN_POLICIES
 from bastion.policies.trusted_proxy.config import TrustedProxyConfig
 from bastion.proxy.tls import client_context
@@ -112,13 +114,20 @@ def build_gateway(
     clock = clock or SystemClock()
     counters = counters if counters is not None else make_counters(config.counters, clock)
     store = gateway_store(config)  # opened lazily: no file or connection until first use
+    try:
+        oauth = authorization_server(config, store, clock)
+    except ValueError as exc:
+        raise ConfigError("oauth", str(exc)) from exc
+    extras: dict[str, Any] = {EXTRAS_KEY: oauth} if oauth is not None else {}
     https_port = config.https_port
     global_configs = dict(config.global_policies.configured())
     if "trusted_proxy" not in global_configs:
         global_configs["trusted_proxy"] = TrustedProxyConfig(proxies=config.trusted_proxies)
     global_policies = _instantiate(
         global_configs,
-        PolicyDeps(clock=clock, https_port=https_port, counters=counters, store=store),
+        PolicyDeps(
+            clock=clock, https_port=https_port, counters=counters, store=store, extras=extras
+        ),
         "global_policies",
     )
     routes: list[tuple[RouteSpec, CompiledRoute]] = []
@@ -134,6 +143,7 @@ def build_gateway(
                 https_port=https_port,
                 counters=counters,
                 store=store,
+                extras=extras,
             ),
             f"services[{s_index}].policies",
         )
@@ -147,6 +157,7 @@ def build_gateway(
                     https_port=https_port,
                     counters=counters,
                     store=store,
+                    extras=extras,
                 ),
                 f"services[{s_index}].routes[{r_index}].policies",
             )
@@ -165,5 +176,6 @@ def build_gateway(
         access_log=access_log,
         loop=loop,
         clock=clock,
+        local_handlers=oauth_handlers(oauth, loop) if oauth is not None else None,
     )
     return gateway, pools

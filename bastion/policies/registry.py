@@ -19,6 +19,7 @@ from bastion.policies.scopes.policy import ScopesPolicy
 from bastion.policies.security_headers.policy import SecurityHeadersPolicy
 from bastion.policies.size_limit.policy import SizeLimitPolicy
 from bastion.policies.trusted_proxy.policy import TrustedProxyPolicy
+from bastion.policies.versioning.policy import VersioningPolicy
 
 BUILTIN_POLICIES: dict[str, type[Policy[Any]]] = {
     cls.name: cls
@@ -37,5 +38,6 @@ BUILTIN_POLICIES: dict[str, type[Policy[Any]]] = {
         RateLimitPolicy,
         InjectionGuardPolicy,
         OpenAPIPolicy,
+        VersioningPolicy,
     )
 }

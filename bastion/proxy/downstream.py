@@ -226,7 +226,8 @@ class Exchange:
     def send_response(self, response: Response) -> None:
         """Send a complete locally generated response and finish the exchange."""
         headers = response.headers
-        headers.set(b"content-length", str(len(response.body)).encode())
+        if response.status != 204 and response.status >= 200:  # RFC 9110 §8.6
+            headers.set(b"content-length", str(len(response.body)).encode())
         self._conn.cork()
         self.send_head(response.status, headers.items(), has_length=True)
         if response.body and not self.is_head:

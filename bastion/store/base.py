@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 from bastion.errors import BastionError
 
-SubjectType = Literal["consumer", "api_key", "password"]
+SubjectType = Literal["consumer", "api_key", "password", "oauth_client"]
 
 
 class StoreConflict(BastionError):
@@ -97,6 +97,45 @@ class AuditEntry:
     subject_id: str
     before: Mapping[str, object] | None
     after: Mapping[str, object] | None
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthClientRecord:
+    """An OAuth 2.0 client of the built-in authorization server; the secret only as a digest."""
+
+    id: str
+    name: str
+    secret_digest: str
+    scopes: frozenset[str] = frozenset()
+    grant_types: frozenset[str] = frozenset({"client_credentials"})
+    audience: str | None = None
+    disabled: bool = False
+    created_at: float = 0.0
+
+    def public(self) -> dict[str, object]:
+        """The client without its secret digest (audit log, CLI)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "scopes": sorted(self.scopes),
+            "grant_types": sorted(self.grant_types),
+            "audience": self.audience,
+            "disabled": self.disabled,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeyRecord:
+    """A token signing key: signs until `retire_at`, published until `expires_at`."""
+
+    kid: str
+    alg: str
+    private_pem: str
+    encrypted: bool
+    public_jwk: str
+    created_at: float
+    retire_at: float
+    expires_at: float
 
 
 class ConsumerStore(Protocol):
@@ -198,6 +237,62 @@ class CredentialStore(Protocol):
 
     async def last_audit_id(self) -> int:
         """The highest audit id so far (0 when empty)."""
+        ...
+
+
+class OAuthStore(Protocol):
+    """OAuth clients, token signing keys and revoked access tokens (the authorization server)."""
+
+    async def add_oauth_client(self, record: OAuthClientRecord, *, actor: str) -> None:
+        """Store a new client.
+
+        Raises:
+            StoreConflict: the client id exists.
+        """
+        ...
+
+    async def get_oauth_client(self, client_id: str) -> OAuthClientRecord | None:
+        """The client with this id, or None."""
+        ...
+
+    async def list_oauth_clients(self) -> list[OAuthClientRecord]:
+        """Every client, oldest first."""
+        ...
+
+    async def set_oauth_client_secret(
+        self, client_id: str, secret_digest: str, *, actor: str
+    ) -> OAuthClientRecord:
+        """Replace a client's secret digest (the old secret stops working at once).
+
+        Raises:
+            StoreNotFound: no such client.
+        """
+        ...
+
+    async def remove_oauth_client(self, client_id: str, *, actor: str) -> None:
+        """Delete a client (its tokens stay valid until they expire unless revoked).
+
+        Raises:
+            StoreNotFound: no such client.
+        """
+        ...
+
+    async def add_signing_key(self, record: SigningKeyRecord) -> None:
+        """Store a new signing key."""
+        ...
+
+    async def list_signing_keys(self, published_after: float) -> list[SigningKeyRecord]:
+        """Keys still published at `published_after` (epoch seconds), oldest first."""
+        ...
+
+    async def add_revocation(
+        self, jti: str, client_id: str, expires_at: float, revoked_at: float
+    ) -> None:
+        """Record a revoked access token until it expires (revoking twice is not an error)."""
+        ...
+
+    async def list_revocations(self, expires_after: float) -> list[tuple[str, float]]:
+        """(jti, expires_at) of revoked tokens that have not expired at `expires_after`."""
         ...
 
 

@@ -20,7 +20,9 @@ from bastion.store.base import (
     APIKeyRecord,
     AuditEntry,
     Consumer,
+    OAuthClientRecord,
     PasswordRecord,
+    SigningKeyRecord,
     StoreConflict,
     StoreNotFound,
     SubjectType,
@@ -32,6 +34,12 @@ Statement = tuple[str, Sequence[object]]
 _CONSUMER_COLUMNS: Final = "c.id, c.name, c.groups_json, c.disabled, c.metadata_json, c.created_at"
 _KEY_COLUMNS: Final = (
     "k.id, k.consumer_id, k.digest, k.pepper_id, k.created_at, k.expires_at, k.revoked_at, k.label"
+)
+_CLIENT_COLUMNS: Final = (
+    "id, name, secret_digest, scopes_json, grant_types_json, audience, disabled, created_at"
+)
+_SIGNING_KEY_COLUMNS: Final = (
+    "kid, alg, private_pem, encrypted, public_jwk, created_at, retire_at, expires_at"
 )
 _AUDIT_INSERT: Final = (
     "INSERT INTO bastion_audit (at, actor, action, subject_type, subject_id, before_json, "
@@ -60,6 +68,32 @@ def _key(row: Row) -> APIKeyRecord:
         expires_at=None if row[5] is None else float(row[5]),
         revoked_at=None if row[6] is None else float(row[6]),
         label=None if row[7] is None else str(row[7]),
+    )
+
+
+def _client(row: Row) -> OAuthClientRecord:
+    return OAuthClientRecord(
+        id=str(row[0]),
+        name=str(row[1]),
+        secret_digest=str(row[2]),
+        scopes=frozenset(json.loads(row[3])),
+        grant_types=frozenset(json.loads(row[4])),
+        audience=None if row[5] is None else str(row[5]),
+        disabled=bool(row[6]),
+        created_at=float(row[7]),
+    )
+
+
+def _signing_key(row: Row) -> SigningKeyRecord:
+    return SigningKeyRecord(
+        kid=str(row[0]),
+        alg=str(row[1]),
+        private_pem=str(row[2]),
+        encrypted=bool(row[3]),
+        public_jwk=str(row[4]),
+        created_at=float(row[5]),
+        retire_at=float(row[6]),
+        expires_at=float(row[7]),
     )
 
 
@@ -327,6 +361,124 @@ class SQLStore:
         """The highest audit id so far (0 when empty)."""
         rows = await self._fetch("SELECT COALESCE(MAX(id), 0) FROM bastion_audit")
         return int(rows[0][0])
+
+    # OAuth clients, signing keys and revocations (the authorization server, see OAuthStore).
+
+    async def add_oauth_client(self, record: OAuthClientRecord, *, actor: str) -> None:
+        """Store a new client (see `OAuthStore`)."""
+        now = time.time()
+        insert = (
+            f"INSERT INTO bastion_oauth_clients ({_CLIENT_COLUMNS}, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                record.name,
+                record.secret_digest,
+                json.dumps(sorted(record.scopes)),
+                json.dumps(sorted(record.grant_types)),
+                record.audience,
+                int(record.disabled),
+                record.created_at or now,
+                now,
+            ),
+        )
+        audit = self._audit(
+            actor, "oauth_client.create", "oauth_client", record.id, None, record.public()
+        )
+        await self._write([insert, audit])
+
+    async def get_oauth_client(self, client_id: str) -> OAuthClientRecord | None:
+        """The client with this id, or None."""
+        rows = await self._fetch(
+            f"SELECT {_CLIENT_COLUMNS} FROM bastion_oauth_clients WHERE id = ?", (client_id,)
+        )
+        return _client(rows[0]) if rows else None
+
+    async def list_oauth_clients(self) -> list[OAuthClientRecord]:
+        """Every client, oldest first."""
+        rows = await self._fetch(
+            f"SELECT {_CLIENT_COLUMNS} FROM bastion_oauth_clients ORDER BY created_at, id"
+        )
+        return [_client(row) for row in rows]
+
+    async def set_oauth_client_secret(
+        self, client_id: str, secret_digest: str, *, actor: str
+    ) -> OAuthClientRecord:
+        """Replace a client's secret digest (see `OAuthStore`)."""
+        before = await self.get_oauth_client(client_id)
+        if before is None:
+            raise StoreNotFound("no such OAuth client")
+        after = dataclasses.replace(before, secret_digest=secret_digest)
+        update = (
+            "UPDATE bastion_oauth_clients SET secret_digest = ?, updated_at = ? WHERE id = ?",
+            (secret_digest, time.time(), client_id),
+        )
+        audit = self._audit(
+            actor, "oauth_client.rotate_secret", "oauth_client", client_id, before.public(), None
+        )
+        await self._write([update, audit])
+        return after
+
+    async def remove_oauth_client(self, client_id: str, *, actor: str) -> None:
+        """Delete a client (see `OAuthStore`)."""
+        before = await self.get_oauth_client(client_id)
+        if before is None:
+            raise StoreNotFound("no such OAuth client")
+        delete = ("DELETE FROM bastion_oauth_clients WHERE id = ?", (client_id,))
+        audit = self._audit(
+            actor, "oauth_client.remove", "oauth_client", client_id, before.public(), None
+        )
+        await self._write([delete, audit])
+
+    async def add_signing_key(self, record: SigningKeyRecord) -> None:
+        """Store a new signing key."""
+        insert = (
+            f"INSERT INTO bastion_oauth_signing_keys ({_SIGNING_KEY_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.kid,
+                record.alg,
+                record.private_pem,
+                int(record.encrypted),
+                record.public_jwk,
+                record.created_at,
+                record.retire_at,
+                record.expires_at,
+            ),
+        )
+        await self._write([insert])
+
+    async def list_signing_keys(self, published_after: float) -> list[SigningKeyRecord]:
+        """Keys still published at `published_after`, oldest first."""
+        rows = await self._fetch(
+            f"SELECT {_SIGNING_KEY_COLUMNS} FROM bastion_oauth_signing_keys "
+            "WHERE expires_at > ? ORDER BY created_at, kid",
+            (published_after,),
+        )
+        return [_signing_key(row) for row in rows]
+
+    async def add_revocation(
+        self, jti: str, client_id: str, expires_at: float, revoked_at: float
+    ) -> None:
+        """Record a revoked access token until it expires (idempotent)."""
+        await self._write(
+            [
+                ("DELETE FROM bastion_oauth_revocations WHERE jti = ?", (jti,)),
+                (
+                    "INSERT INTO bastion_oauth_revocations (jti, client_id, expires_at, "
+                    "revoked_at) VALUES (?, ?, ?, ?)",
+                    (jti, client_id, expires_at, revoked_at),
+                ),
+            ]
+        )
+
+    async def list_revocations(self, expires_after: float) -> list[tuple[str, float]]:
+        """(jti, expires_at) of revoked tokens still unexpired at `expires_after`."""
+        rows = await self._fetch(
+            "SELECT jti, expires_at FROM bastion_oauth_revocations WHERE expires_at > ?",
+            (expires_after,),
+        )
+        return [(str(row[0]), float(row[1])) for row in rows]
 
 
 __all__ = ["Row", "SQLStore", "Statement", "StoreConflict", "new_consumer_id"]

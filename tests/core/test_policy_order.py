@@ -40,6 +40,7 @@ EXPECTED = {
     "rate_limit": Priority.RATE_LIMIT,
     "injection_guard": Priority.VALIDATE + 10,
     "openapi": Priority.VALIDATE,
+    "versioning": Priority.TRANSFORM,
 }
 
 BAND_WIDTH = 1000
@@ -92,6 +93,7 @@ def test_builtins_run_in_the_pinned_order():
         "rate_limit",
         "injection_guard",
         "openapi",
+        "versioning",
     ]
 
 

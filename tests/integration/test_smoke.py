@@ -51,3 +51,20 @@ def test_admin_ready_and_status(gateway: RunningGateway) -> None:
     denied = httpx.get(f"http://127.0.0.1:{gateway.admin_port}/admin/config")
     assert denied.status_code == 401
     assert denied.headers["content-type"] == "application/problem+json"
+
+
+def test_cors_preflight_204_carries_no_content_length(tmp_path) -> None:
+    from tests.integration.harness import running_gateway
+
+    cors = {"cors": {"allow_origins": ["https://app.example"], "allow_methods": ["GET"]}}
+    with running_gateway(tmp_path, {"global_policies": cors}) as running:
+        response = httpx.options(
+            f"http://127.0.0.1:{running.http_port}/a",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "GET",
+            },
+        )
+    assert response.status_code == 204
+    assert "content-length" not in response.headers  # RFC 9110 §8.6
+    assert response.headers["access-control-allow-origin"] == "https://app.example"

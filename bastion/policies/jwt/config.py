@@ -26,6 +26,10 @@ from bastion.policies.jwt.keys import (
 
 DEFAULT_ALGORITHMS = ("RS256", "ES256")
 """The allowlist when `algorithms` is not set and no secret is configured."""
+SELF_ISSUER = "self"
+"""`issuer: self`: tokens of the gateway's own authorization server (the `oauth:` block)."""
+LOCAL_ISSUER_EXTRA = "oauth"
+"""Key of the gateway's authorization server in `PolicyDeps.extras`."""
 
 _REALM = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")  # a quoted-string without `"` or `\`
 _CLAIM = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
@@ -46,10 +50,16 @@ class JWTConfig(PolicyConfig):
     Exactly one key source: `jwks_uri`, `jwks_file`, `public_key_pem` or `secret`.
     """
 
-    issuer: str = Field(..., min_length=1, description="Required `iss` claim, compared exactly.")
-    audience: str | list[str] = Field(
+    issuer: str = Field(
         ...,
-        description="Accepted `aud` value(s): the token's `aud` must contain at least one of them.",
+        min_length=1,
+        description="Required `iss` claim, compared exactly; `self` accepts the tokens of the"
+        " gateway's own OAuth server (`oauth:` block) with its keys, no key source needed.",
+    )
+    audience: str | list[str] | None = Field(
+        None,
+        description="Accepted `aud` value(s): the token's `aud` must contain at least one of them."
+        " Required, except with `issuer: self` (default: the OAuth issuer URL).",
     )
     algorithms: list[str] | None = Field(
         None,
@@ -125,7 +135,9 @@ class JWTConfig(PolicyConfig):
 
     @field_validator("audience")
     @classmethod
-    def _check_audience(cls, value: str | list[str]) -> str | list[str]:
+    def _check_audience(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value is None:
+            return None
         values = [value] if isinstance(value, str) else value
         if not values or any(not item for item in values):
             raise ValueError("audience must name at least one non-empty audience")
@@ -175,6 +187,17 @@ class JWTConfig(PolicyConfig):
             for name in ("jwks_uri", "jwks_file", "public_key_pem", "secret")
             if getattr(self, name) is not None
         ]
+        if self.issuer == SELF_ISSUER:
+            if sources or self.jwks_ca_file is not None:
+                raise ValueError(
+                    "issuer: self takes its keys from the gateway's OAuth server: remove "
+                    + ", ".join(sources or ["jwks_ca_file"])
+                )
+            if not set(self.allowed_algorithms) <= {"ES256", "RS256"}:
+                raise ValueError("issuer: self tokens are signed with ES256 or RS256 only")
+            return self
+        if self.audience is None:
+            raise ValueError("Field required: audience (only issuer: self may omit it)")
         if len(sources) != 1:
             raise ValueError(
                 "set exactly one key source: jwks_uri, jwks_file, public_key_pem or secret"
@@ -231,4 +254,6 @@ class JWTConfig(PolicyConfig):
     @property
     def audiences(self) -> frozenset[str]:
         """`audience` as a set."""
+        if self.audience is None:
+            return frozenset()
         return frozenset([self.audience] if isinstance(self.audience, str) else self.audience)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Awaitable
+from typing import Protocol
 
 from typing_extensions import override
 
@@ -19,7 +20,7 @@ from bastion.core.context import RequestContext
 from bastion.core.policy import PhaseResult, Policy, PolicyDeps, Priority
 from bastion.errors import ConfigError, ServiceUnavailable, Unauthenticated
 from bastion.policies.jwt.cache import VerifiedTokenCache
-from bastion.policies.jwt.config import JWTConfig
+from bastion.policies.jwt.config import LOCAL_ISSUER_EXTRA, SELF_ISSUER, JWTConfig
 from bastion.policies.jwt.jwks import Fetch, HTTPSFetcher, KeySource, file_fetcher
 from bastion.policies.jwt.keys import KeySet, parse_jwks, parse_pem, secret_key_set
 from bastion.policies.jwt.verify import (
@@ -38,8 +39,35 @@ TOKEN_INVALID = "The bearer token is invalid."  # noqa: S105 - a message, not a 
 KEYS_UNAVAILABLE = "Token verification keys are unavailable."
 """Public detail of the 503 when no key set could ever be loaded (fail closed)."""
 
+NO_LOCAL_ISSUER = "issuer: self needs the top-level `oauth:` block (the built-in OAuth server)"
+"""Configuration error of `issuer: self` in a gateway without an authorization server."""
+LOCAL_MIN_REFETCH = 1.0
+"""Least seconds between two reloads of the gateway's own key set (an in-process read)."""
+
 _BEARER = b"bearer"
 _AUTHORIZATION = b"authorization"
+
+
+class LocalIssuer(Protocol):
+    """The gateway's own authorization server, as `issuer: self` uses it (bastion.oauth)."""
+
+    @property
+    def issuer(self) -> str:
+        """The issuer URL (`iss` of its tokens)."""
+        ...
+
+    @property
+    def default_audience(self) -> str:
+        """The `aud` of tokens for clients without an audience of their own."""
+        ...
+
+    async def jwks_document(self) -> bytes:
+        """The current public key set (RFC 7517 JSON), reloaded from the store."""
+        ...
+
+    def is_revoked(self, jti: str | None) -> bool:
+        """Whether the token with this `jti` was revoked (synchronous: a set lookup)."""
+        ...
 
 
 class JWTPolicy(Policy[JWTConfig]):
@@ -57,9 +85,19 @@ class JWTPolicy(Policy[JWTConfig]):
         super().__init__(config, deps)
         self._clock = deps.clock
         allowed = frozenset(config.allowed_algorithms)
+        local: LocalIssuer | None = None
+        if config.issuer == SELF_ISSUER:
+            local = deps.extras.get(LOCAL_ISSUER_EXTRA)
+            if local is None:
+                raise ValueError(NO_LOCAL_ISSUER)
+        # Revoked tokens of the gateway's own server are refused, on cache hits too.
+        self._is_revoked = local.is_revoked if local is not None else None
+        audiences = config.audiences
+        if local is not None and not audiences:
+            audiences = frozenset({local.default_audience})
         self._rules = TokenRules(
-            issuer=config.issuer,
-            audiences=config.audiences,
+            issuer=local.issuer if local is not None else config.issuer,
+            audiences=audiences,
             algorithms=allowed,
             leeway=config.leeway,
             required_claims=tuple(config.required_claims),
@@ -76,7 +114,11 @@ class JWTPolicy(Policy[JWTConfig]):
 
         initial: KeySet | None = None
         fetch: Fetch | None = None
-        if config.secret is not None:
+        min_interval = config.jwks_min_refetch_interval
+        if local is not None:
+            fetch = local.jwks_document
+            min_interval = min(min_interval, LOCAL_MIN_REFETCH)
+        elif config.secret is not None:
             initial = secret_key_set(
                 config.secret.get_secret_value().encode(), config.allowed_algorithms[0]
             )
@@ -98,7 +140,7 @@ class JWTPolicy(Policy[JWTConfig]):
             fetch=fetch,
             initial=initial,
             refresh_interval=config.jwks_refresh_interval,
-            min_interval=config.jwks_min_refetch_interval,
+            min_interval=min_interval,
             on_keys_removed=self._cache.clear,
         )
         if initial is None:
@@ -148,6 +190,8 @@ class JWTPolicy(Policy[JWTConfig]):
         token = self._bearer_token(ctx)
         identity = self._cache.get(token)
         if identity is not None:
+            if self._is_revoked is not None and self._is_revoked(identity.credential_id):
+                raise self._invalid(ctx, "revoked")
             ctx.authenticate(identity)
             return None
         source = self.keys
@@ -169,6 +213,8 @@ class JWTPolicy(Policy[JWTConfig]):
             raise self._invalid(ctx, exc.reason) from None
         except TokenError as exc:
             raise self._invalid(ctx, exc.reason) from None
+        if self._is_revoked is not None and self._is_revoked(verified.token_id):
+            raise self._invalid(ctx, "revoked")
         identity = identity_from(verified, self._groups_claim)
         self._cache.put(token, identity, verified.expires_at)
         ctx.authenticate(identity)

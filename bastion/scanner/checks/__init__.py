@@ -1,0 +1,1 @@
+"""Scanner checks, one module per area; each exposes `async def run(ctx)`."""

@@ -1,0 +1,515 @@
+"""Authentication and object-level authorization: open endpoints, JWT flaws, keys, BOLA."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+import time
+from typing import Final
+
+from bastion.scanner.findings import CHECKS, CheckInfo
+from bastion.scanner.http import Exchange
+from bastion.scanner.runner import Identity, Operation, ScanContext, harvest_ids
+
+NO_AUTH: Final = CHECKS.add(
+    CheckInfo(
+        "AUTH-001",
+        "Endpoint answers without credentials",
+        "high",
+        "Enforce the security the OpenAPI document declares: reject requests without valid "
+        "credentials with 401 before any handler runs (an authentication policy at the gateway).",
+        "API2:2023",
+    )
+)
+JWT_NONE: Final = CHECKS.add(
+    CheckInfo(
+        "AUTH-002",
+        "JWT with alg 'none' accepted",
+        "critical",
+        "Pin the accepted algorithms per key and never accept `none`; verify every token's "
+        "signature with a vetted JOSE library.",
+        "API2:2023",
+    )
+)
+JWT_SIGNATURE: Final = CHECKS.add(
+    CheckInfo(
+        "AUTH-003",
+        "JWT signature not verified",
+        "critical",
+        "Verify the signature of every token before reading its claims.",
+        "API2:2023",
+    )
+)
+JWT_EXPIRED: Final = CHECKS.add(
+    CheckInfo(
+        "AUTH-004",
+        "Expired JWT accepted",
+        "high",
+        "Validate `exp` (and `nbf`, `iss`, `aud`) on every token, with at most a small clock skew.",
+        "API2:2023",
+    )
+)
+JWT_WEAK_SECRET: Final = CHECKS.add(
+    CheckInfo(
+        "AUTH-005",
+        "JWT signed with a guessable HMAC secret",
+        "critical",
+        "Sign with a random secret of at least 256 bits (or an asymmetric key) and rotate it; "
+        "anyone who guesses the secret can mint tokens for any user.",
+        "API2:2023",
+    )
+)
+JWT_NO_EXP: Final = CHECKS.add(
+    CheckInfo(
+        "AUTH-006",
+        "JWT without an expiry",
+        "medium",
+        "Issue short-lived access tokens with an `exp` claim (minutes, not days).",
+        "API2:2023",
+    )
+)
+KEY_IN_QUERY: Final = CHECKS.add(
+    CheckInfo(
+        "AUTH-007",
+        "Credentials accepted in the query string",
+        "medium",
+        "Accept credentials only in headers: URLs end up in logs, proxies and browser history.",
+        "API2:2023",
+    )
+)
+BOLA: Final = CHECKS.add(
+    CheckInfo(
+        "AUTHZ-001",
+        "Broken object-level authorization (BOLA/IDOR)",
+        "critical",
+        "Check on every object access that the caller owns (or may see) the object, using the "
+        "authenticated identity, never an id taken from the request alone.",
+        "API1:2023",
+    )
+)
+MASS_ASSIGNMENT: Final = CHECKS.add(
+    CheckInfo(
+        "AUTHZ-002",
+        "Mass assignment of privileged properties",
+        "high",
+        "Bind request bodies to an explicit input schema per operation (allowlist of writable "
+        "fields); never copy a request body into a stored object as is.",
+        "API3:2023",
+    )
+)
+FUNCTION_LEVEL: Final = CHECKS.add(
+    CheckInfo(
+        "AUTHZ-003",
+        "Administrative endpoint open to a regular user",
+        "high",
+        "Check the caller's role or scope on every administrative operation (deny by default), "
+        "not only whether the caller is authenticated.",
+        "API5:2023",
+    )
+)
+USER_ENUMERATION: Final = CHECKS.add(
+    CheckInfo(
+        "AUTH-008",
+        "Login reveals which accounts exist",
+        "medium",
+        "Answer every failed login the same way (status, body, and timing): "
+        "'invalid credentials', whether the account exists or not.",
+        "API2:2023",
+    )
+)
+WEAK_PASSWORD: Final = CHECKS.add(
+    CheckInfo(
+        "AUTH-009",
+        "Registration accepts a weak password",
+        "medium",
+        "Require passwords of at least 12 characters (NIST SP 800-63B) and refuse known-breached "
+        "and trivial ones.",
+        "API2:2023",
+    )
+)
+_LOGIN_PATH: Final = re.compile(r"(?i)/(?:log-?in|sign-?in|auth|authenticate|session|token)s?/?$")
+_REGISTER_PATH: Final = re.compile(r"(?i)/(?:register|registration|sign-?up|users?)/?$")
+_USER_FIELDS: Final = ("username", "email", "login", "user", "name")
+_PASSWORD_FIELDS: Final = ("password", "passwd", "pass", "pwd")
+WRONG_PASSWORD: Final = "Bastion-scan-wrong-1!"  # noqa: S105 - a probe meant to fail
+WEAK_PASSWORD_VALUE: Final = "1234"  # noqa: S105 - the weak password being tested
+
+# Properties that grant privileges when a client can set them; the values a client would want.
+PRIVILEGED: Final[dict[str, object]] = {"role": "admin", "is_admin": True, "admin": True}
+_ADMIN_SEGMENT: Final = re.compile(
+    r"(?i)/(?:admin|administrator|internal|manage|management)(?:/|$)"
+)
+
+# Secrets seen in tutorials, defaults and leaked configs; a token signed with one is forgeable.
+WEAK_SECRETS: Final = (
+    "secret",
+    "secret123",
+    "password",
+    "changeme",
+    "changeit",
+    "jwt_secret",
+    "jwtsecret",
+    "your-256-bit-secret",
+    "your_jwt_secret",
+    "supersecret",
+    "mysecret",
+    "key",
+    "secretkey",
+    "secret-key",
+    "s3cr3t",
+    "test",
+    "dev",
+    "admin",
+    "123456",
+    "qwerty",
+)
+_QUERY_NAMES: Final = ("api_key", "apikey", "key", "access_token", "token")
+_HMAC: Final = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+
+
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _encode_json(value: object) -> str:
+    return _b64encode(json.dumps(value, separators=(",", ":")).encode())
+
+
+def parse_jwt(token: str) -> tuple[dict[str, object], dict[str, object], str] | None:
+    """Return (header, payload, signature) of a compact JWS, or None if it is not one."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        header = json.loads(_b64decode(parts[0]))
+        payload = json.loads(_b64decode(parts[1]))
+    except (ValueError, binascii.Error):
+        return None
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        return None
+    return header, payload, parts[2]
+
+
+def sign_hmac(header: dict[str, object], payload: dict[str, object], secret: bytes) -> str:
+    """Build an HMAC-signed compact JWS (attack tokens only: forged expiry, cracked secret)."""
+    digest = _HMAC[str(header["alg"])]
+    signing_input = f"{_encode_json(header)}.{_encode_json(payload)}"
+    signature = hmac.new(secret, signing_input.encode(), digest).digest()
+    return f"{signing_input}.{_b64encode(signature)}"
+
+
+def crack_hmac(token: str) -> str | None:
+    """Return the secret from `WEAK_SECRETS` that signed `token`, if any."""
+    parsed = parse_jwt(token)
+    if parsed is None or parsed[0].get("alg") not in _HMAC:
+        return None
+    signing_input, _, signature = token.rpartition(".")
+    digest = _HMAC[str(parsed[0]["alg"])]
+    for secret in WEAK_SECRETS:
+        expected = _b64encode(hmac.new(secret.encode(), signing_input.encode(), digest).digest())
+        if hmac.compare_digest(expected, signature):
+            return secret
+    return None
+
+
+def _with_token(identity: Identity, token: str) -> dict[str, str]:
+    return {
+        name: value.replace(identity.credential, token) for name, value in identity.headers.items()
+    }
+
+
+async def _reference(ctx: ScanContext) -> tuple[Operation, str] | None:
+    """A secured GET that identity 1 may read and an anonymous caller may not."""
+    for op in ctx.secured_gets():
+        baseline = ctx.baseline.get(("GET", op.path))
+        if baseline is None or not baseline.ok:
+            continue
+        path = ctx.fill(op)
+        anonymous = await ctx.send("GET", path)
+        if anonymous is not None and anonymous.status in (401, 403):
+            return op, path
+    return None
+
+
+async def _open_endpoints(ctx: ScanContext) -> None:
+    for op in ctx.secured_gets():
+        exchange = await ctx.send("GET", ctx.fill(op))
+        if exchange is not None and exchange.ok:
+            ctx.report(
+                NO_AUTH,
+                exchange.url,
+                detail="the OpenAPI document declares security for this operation",
+                evidence=ctx.client.evidence(exchange),
+            )
+
+
+async def _accepted(ctx: ScanContext, path: str, headers: dict[str, str]) -> Exchange | None:
+    exchange = await ctx.send("GET", path, headers=headers)
+    return exchange if exchange is not None and exchange.ok else None
+
+
+async def _jwt(ctx: ScanContext, identity: Identity, path: str) -> None:
+    token = identity.credential
+    parsed = parse_jwt(token)
+    if parsed is None:
+        return
+    header, payload, signature = parsed
+    url = ctx.client.url(path)
+    none_token = f"{_encode_json({**header, 'alg': 'none'})}.{_encode_json(payload)}."
+    hit = await _accepted(ctx, path, _with_token(identity, none_token))
+    if hit is not None:
+        ctx.report(JWT_NONE, url, evidence=ctx.client.evidence(hit, note="token with alg none"))
+    flipped = ("A" if signature[:1] != "A" else "B") + signature[1:]
+    tampered = token.rpartition(".")[0] + "." + flipped[::-1]
+    hit = await _accepted(ctx, path, _with_token(identity, tampered))
+    if hit is not None:
+        note = "token with a tampered signature"
+        ctx.report(JWT_SIGNATURE, url, evidence=ctx.client.evidence(hit, note=note))
+    secret = crack_hmac(token)
+    if secret is not None:
+        ctx.report(
+            JWT_WEAK_SECRET,
+            url,
+            detail=f"the {header.get('alg')} signature verifies with a well-known secret "
+            f"({len(secret)} characters, from the built-in list)",
+        )
+    exp = payload.get("exp")
+    if exp is None:
+        ctx.report(JWT_NO_EXP, url, detail="the supplied token has no 'exp' claim")
+    now = int(time.time())
+    if isinstance(exp, int | float) and exp < now:
+        hit = await _accepted(ctx, path, dict(identity.headers))
+        if hit is not None:
+            note = "the supplied token is already expired"
+            ctx.report(JWT_EXPIRED, url, evidence=ctx.client.evidence(hit, note=note))
+    elif secret is not None:
+        expired = sign_hmac(header, {**payload, "exp": now - 3600}, secret.encode())
+        hit = await _accepted(ctx, path, _with_token(identity, expired))
+        if hit is not None:
+            note = "a correctly signed token that expired an hour ago"
+            ctx.report(JWT_EXPIRED, url, evidence=ctx.client.evidence(hit, note=note))
+
+
+async def _query_credentials(ctx: ScanContext, identity: Identity, path: str) -> None:
+    for name in _QUERY_NAMES:
+        hit = await ctx.send("GET", path, params={name: identity.credential})
+        if hit is not None and hit.ok:
+            ctx.report(
+                KEY_IN_QUERY,
+                ctx.client.url(path),
+                detail=f"the credential was accepted as ?{name}=",
+                evidence=ctx.client.evidence(hit),
+            )
+            return
+
+
+async def _bola(ctx: ScanContext, first: Identity, second: Identity) -> None:
+    for op in ctx.secured_gets():
+        params = op.path_params
+        if len(params) != 1:
+            continue
+        candidates = ctx.candidate_ids(op, params[0])[:3]
+        prefix = op.path.split("{", 1)[0].rstrip("/")
+        own = await ctx.send("GET", prefix, identity=second) if prefix else None
+        owned_by_second: set[str] = set()
+        if own is not None and own.ok:
+            with contextlib.suppress(ValueError):
+                harvest_ids(json.loads(own.body), owned_by_second)
+        for value in candidates:
+            if value in owned_by_second:
+                continue
+            path = op.path.replace("{" + params[0] + "}", value)
+            mine = await ctx.send("GET", path, identity=first)
+            if mine is None or not mine.ok:
+                continue
+            theirs = await ctx.send("GET", path, identity=second)
+            if theirs is not None and theirs.ok and theirs.body == mine.body:
+                note = "identity 2 read an object whose id came from identity 1's responses"
+                ctx.report(BOLA, theirs.url, evidence=ctx.client.evidence(theirs, note=note))
+                break
+
+
+def _privileged(document: object) -> set[str]:
+    """Privileged properties of a JSON object that hold the value an attacker would want."""
+    if not isinstance(document, dict):
+        return set()
+    return {key for key, wanted in PRIVILEGED.items() if document.get(key) == wanted}
+
+
+def _json(exchange: Exchange | None) -> object:
+    if exchange is None or not exchange.ok:
+        return None
+    try:
+        return json.loads(exchange.body)
+    except ValueError:
+        return None
+
+
+async def _mass_assignment(ctx: ScanContext, identity: Identity) -> None:
+    readable = {op.path for op in ctx.operations if op.method == "GET"}
+    for op in ctx.operations:
+        if op.method not in ("POST", "PUT", "PATCH") or op.body_example is None:
+            continue
+        path = ctx.fill(op)
+        before = await ctx.send("GET", path, identity=identity) if op.path in readable else None
+        already = _privileged(_json(before))
+        body = json.loads(op.body_example)
+        current = _json(before)
+        if isinstance(current, dict) and op.method != "POST":
+            body = {**current, **body}
+        body.update(PRIVILEGED)
+        headers = {"Content-Type": "application/json"}
+        sent = await ctx.send(
+            op.method, path, identity=identity, headers=headers, content=json.dumps(body).encode()
+        )
+        if sent is None or not sent.ok:
+            continue
+        after = await ctx.send("GET", path, identity=identity) if op.path in readable else None
+        gained = (_privileged(_json(sent)) | _privileged(_json(after))) - already
+        if gained:
+            proof = after if after is not None and _privileged(_json(after)) else sent
+            ctx.report(
+                MASS_ASSIGNMENT,
+                ctx.client.url(op.path),
+                method=op.method,
+                detail="accepted and stored: " + ", ".join(sorted(gained)),
+                evidence=ctx.client.evidence(proof),
+            )
+
+
+async def _function_level(ctx: ScanContext, regular: Identity) -> None:
+    for op in ctx.secured_gets():
+        if not _ADMIN_SEGMENT.search(op.path):
+            continue
+        exchange = await ctx.send("GET", ctx.fill(op), identity=regular)
+        if exchange is not None and exchange.ok:
+            note = "identity 2 (expected to be a regular user) was served an admin operation"
+            ctx.report(
+                FUNCTION_LEVEL, exchange.url, evidence=ctx.client.evidence(exchange, note=note)
+            )
+
+
+def credential_fields(op: Operation) -> tuple[dict[str, object], str, str] | None:
+    """The example body of an operation that takes a user name and a password, and both keys."""
+    if op.method != "POST" or op.body_example is None:
+        return None
+    body = json.loads(op.body_example)
+    if not isinstance(body, dict):
+        return None
+    user = next((k for k in _USER_FIELDS if k in body), None)
+    password = next((k for k in _PASSWORD_FIELDS if k in body), None)
+    if user is None or password is None:
+        return None
+    return body, user, password
+
+
+def login_operation(ctx: ScanContext) -> Operation | None:
+    """The first documented POST that looks like a login (path and credential fields)."""
+    for op in ctx.operations:
+        if _LOGIN_PATH.search(op.path) and credential_fields(op) is not None:
+            return op
+    return None
+
+
+def unknown_user(ctx: ScanContext, field: str) -> str:
+    """A user name no account has (random, seeded); an address when the field is an email."""
+    name = f"bastion-scan-{ctx.rng.randrange(16**8):08x}"
+    return name + "@example.invalid" if field == "email" else name
+
+
+async def _login(ctx: ScanContext, op: Operation, user: str, password: str) -> Exchange | None:
+    fields = credential_fields(op)
+    if fields is None:
+        return None
+    body, user_key, password_key = fields
+    payload = {**body, user_key: user, password_key: password}
+    headers = {"Content-Type": "application/json"}
+    return await ctx.send("POST", op.path, headers=headers, content=json.dumps(payload).encode())
+
+
+def _shape(exchange: Exchange, user: str) -> tuple[int, bytes]:
+    return exchange.status, exchange.body.replace(user.encode(), b"<user>")
+
+
+async def _user_enumeration(ctx: ScanContext) -> None:
+    op = login_operation(ctx)
+    fields = credential_fields(op) if op is not None else None
+    if op is None or fields is None:
+        return
+    field = fields[1]
+    known = next(
+        (v[0] for k in (field, "username", "user", "owner", "email") if (v := ctx.ids.get(k))),
+        None,
+    )
+    if known is None:
+        ctx.note("user enumeration skipped: no user name seen in any response")
+        return
+    first, second = unknown_user(ctx, field), unknown_user(ctx, field)
+    a = await _login(ctx, op, first, WRONG_PASSWORD)
+    b = await _login(ctx, op, second, WRONG_PASSWORD)
+    real = await _login(ctx, op, known, WRONG_PASSWORD)
+    if a is None or b is None or real is None or real.ok:
+        return
+    if _shape(a, first) != _shape(b, second):
+        return  # failed logins differ among unknown users already: nothing to compare
+    if _shape(real, known) != _shape(a, first):
+        note = f"unknown user: {a.status}; existing user with a wrong password: {real.status}"
+        ctx.report(
+            USER_ENUMERATION,
+            ctx.client.url(op.path),
+            method="POST",
+            evidence=ctx.client.evidence(real, note=note) + "\n" + ctx.client.evidence(a),
+        )
+
+
+async def _weak_registration(ctx: ScanContext) -> None:
+    for op in ctx.operations:
+        fields = credential_fields(op)
+        if fields is None or not _REGISTER_PATH.search(op.path) or _LOGIN_PATH.search(op.path):
+            continue
+        body, user_key, password_key = fields
+        user = unknown_user(ctx, user_key)
+        payload = {**body, user_key: user, password_key: WEAK_PASSWORD_VALUE}
+        headers = {"Content-Type": "application/json"}
+        exchange = await ctx.send(
+            "POST", op.path, headers=headers, content=json.dumps(payload).encode()
+        )
+        if exchange is not None and exchange.ok:
+            ctx.report(
+                WEAK_PASSWORD,
+                exchange.url,
+                method="POST",
+                detail=f"a new account was created with the password {WEAK_PASSWORD_VALUE!r}",
+                evidence=ctx.client.evidence(exchange),
+            )
+        return
+
+
+async def run(ctx: ScanContext) -> None:
+    """Probe authentication and object-level authorization."""
+    await _open_endpoints(ctx)
+    if ctx.options.allow_unsafe:
+        await _user_enumeration(ctx)
+        await _weak_registration(ctx)
+    first = ctx.identity1
+    if first is None:
+        return
+    reference = await _reference(ctx)
+    if reference is not None:
+        _, path = reference
+        await _jwt(ctx, first, path)
+        await _query_credentials(ctx, first, path)
+    if ctx.identity2 is not None:
+        await _bola(ctx, first, ctx.identity2)
+        await _function_level(ctx, ctx.identity2)
+    if ctx.options.allow_unsafe:
+        await _mass_assignment(ctx, first)

@@ -1,0 +1,124 @@
+"""Two `bastion run` processes on one SQLite store: shared keys and revocation across processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.integration.harness import free_ports, running_upstream
+from tests.oauth.test_gateway import call, register_client
+
+pytestmark = pytest.mark.integration
+
+REVOCATION_BOUND = 3.0
+"""Seconds: the background reload runs at most once a second, triggered by traffic."""
+
+
+def _config(db: Path, state: Path, upstream: int, port: int, admin: int) -> dict[str, Any]:
+    return {
+        "listeners": [{"bind": f"127.0.0.1:{port}", "tls": {}}],
+        "admin": {"bind": f"127.0.0.1:{admin}"},
+        "access_log": {"sink": "off"},
+        "state_dir": str(state),
+        "store": f"sqlite:///{db}",
+        "oauth": {"issuer": "https://localhost:8443"},
+        "services": [
+            {
+                "name": "echo",
+                "upstream": {"targets": [f"http://127.0.0.1:{upstream}"]},
+                "routes": [
+                    {"name": "all", "paths": ["/"], "policies": {"jwt": {"issuer": "self"}}}
+                ],
+            }
+        ],
+    }
+
+
+def _wait_ready(admin_port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"bastion exited early with {process.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{admin_port}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("bastion did not become ready")
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path) -> Iterator[tuple[list[int], str, str]]:
+    """Two gateway processes sharing one SQLite file: (their ports, client id, secret)."""
+    db = tmp_path / "bastion.db"
+    client_id, secret = register_client(db, ["read"])
+    with running_upstream() as (upstream_port, _seen):
+        processes: list[subprocess.Popen[bytes]] = []
+        ports: list[int] = []
+        try:
+            for index in range(2):
+                port, admin_port = free_ports(2)
+                state = tmp_path / f"node{index}"
+                state.mkdir()
+                path = tmp_path / f"node{index}.yaml"
+                path.write_text(yaml.safe_dump(_config(db, state, upstream_port, port, admin_port)))
+                log = (tmp_path / f"node{index}.log").open("wb")
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "bastion", "run", "-c", str(path)],
+                        stdout=log,
+                        stderr=log,
+                        env=dict(os.environ),
+                    )
+                )
+                log.close()
+                _wait_ready(admin_port, processes[-1])
+                ports.append(port)
+            yield ports, client_id, secret
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.terminate()
+                    process.wait(10)
+
+
+def _url(port: int, path: str) -> str:
+    return f"https://127.0.0.1:{port}{path}"
+
+
+def _status(port: int, token: str) -> int:
+    return call("GET", _url(port, "/x"), headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+def test_tokens_of_one_process_are_accepted_and_revoked_on_the_other(two_nodes):
+    ports, client_id, secret = two_nodes
+    issued = call(
+        "POST",
+        _url(ports[0], "/oauth/token"),
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, secret),
+    )
+    assert issued.status_code == 200
+    token = issued.json()["access_token"]
+    for port in ports:  # both accept it, and now hold it in their verified-token caches
+        assert _status(port, token) == 200
+        assert _status(port, token) == 200
+    revoked = call(
+        "POST", _url(ports[0], "/oauth/revoke"), data={"token": token}, auth=(client_id, secret)
+    )
+    assert revoked.status_code == 200
+    assert _status(ports[0], token) == 401  # at once where it was revoked
+    started = time.monotonic()
+    while _status(ports[1], token) != 401:
+        assert time.monotonic() - started < REVOCATION_BOUND
+        time.sleep(0.05)
