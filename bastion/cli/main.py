@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -22,6 +23,15 @@ from bastion.errors import ConfigError
 def _load_or_exit(path: Path) -> GatewayConfig:
     try:
         return load_config(path)
+    except ConfigErrors as exc:
+        for line in exc.lines:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(1)
+
+
+def _demo_or_exit(build: Callable[[], GatewayConfig]) -> GatewayConfig:
+    try:
+        return build()
     except ConfigErrors as exc:
         for line in exc.lines:
             click.echo(f"error: {line}", err=True)
@@ -130,29 +140,38 @@ def schema() -> None:
 )
 def demo(state_dir: Path) -> None:
     """Start the banking example behind the gateway (HTTPS :8443, redirect :8080, admin :9901)."""
-    from bastion.cli.demo import demo_config, new_admin_token, start_bank, write_credentials
+    from bastion.cli.demo import (
+        demo_config,
+        demo_identity_provider,
+        new_admin_token,
+        start_bank,
+        write_credentials,
+    )
     from bastion.server.run import serve
 
     _setup_logging("info")
+    repo = Path.cwd()
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = new_admin_token()
-    config = demo_config(state_dir, token)
-    credentials = write_credentials(state_dir, token)
+    config = _demo_or_exit(lambda: demo_config(state_dir, token, repo))
+    _, tokens = demo_identity_provider(state_dir)
+    credentials = write_credentials(state_dir, token, tokens)
     try:
-        bank = start_bank(state_dir, Path.cwd())
+        bank = start_bank(state_dir, repo)
     except RuntimeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    alice = tokens["cus_alice0001"]
     click.echo(
-        "\nBastion demo\n"
-        "  gateway (HTTPS):  https://127.0.0.1:8443/v1/accounts   (self-signed: curl -k)\n"
+        "\nBastion demo: the bank (examples/bank) behind examples/bank/bastion.yaml\n"
+        "  gateway (HTTPS):  https://127.0.0.1:8443/v2/accounts   (self-signed: curl -k)\n"
         "  redirect (HTTP):  http://127.0.0.1:8080/  -> 308 to HTTPS\n"
-        "  admin:            http://127.0.0.1:9901/status  /ready\n"
+        "  admin:            http://127.0.0.1:9901/status  /ready  /metrics\n"
         "  upstream (bank):  http://127.0.0.1:9000  (no security of its own)\n"
-        f"  credentials:      {credentials} (mode 0600)\n"
-        "  try:  curl -k -H 'X-Bastion-Consumer: cus_alice0001' https://127.0.0.1:8443/v1/accounts\n"
-        "        (the gateway strips that header: the bank answers 401 until auth lands)\n",
+        f"  credentials:      {credentials} (mode 0600: admin token, customer tokens)\n"
+        "  try:  curl -k https://127.0.0.1:8443/v2/accounts            # 401: no token\n"
+        f"        curl -k -H 'Authorization: Bearer {alice[:16]}...' ...  # token: see above\n",
         err=True,
     )
     logging.getLogger("bastion.demo").info("demo starting")

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bastion.audit import RULES, Finding, audit_document, load_source, source_from_text
-from bastion.cli.demo import DEMO_CONFIG
+from bastion.cli.demo import BANK_CONFIG
 from tests.audit.conftest import NOW, write_certificate
 
 SECRET_ENV = {
@@ -165,14 +165,24 @@ def test_audit_requires_an_aware_now(good_config: Path):
         audit_document(load_source(good_config, env={}), now=datetime(2026, 1, 1))  # noqa: DTZ001 - the point of the test
 
 
-# The demo config has no authentication or rate limiting yet and uses a development
-# certificate; these are its known findings (reported to the lead, not fixed here). A new
-# kind of finding in the demo fails this test.
-DEMO_KNOWN = {"BST001", "BST002", "BST017"}
+# The demo (examples/bank/bastion.yaml) knowingly serves /healthz and the retired /v0 (always
+# 410) without authentication, and uses a development certificate; any other finding fails.
+DEMO_KNOWN = {"BST001", "BST017"}
 
 
 def test_demo_config_has_only_its_known_findings(tmp_path: Path):
-    env = {**SECRET_ENV, "BASTION_STATE_DIR": str(tmp_path)}
-    findings = audit_document(source_from_text(DEMO_CONFIG, env=env, base_dir=tmp_path), now=NOW)
+    repo = Path(__file__).resolve().parents[2]
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text('{"keys": []}')
+    env = {**SECRET_ENV, "BASTION_STATE_DIR": str(tmp_path), "BANK_JWKS_FILE": str(jwks_file)}
+    text = (repo / BANK_CONFIG).read_text()
+    findings = audit_document(
+        source_from_text(text, env=env, base_dir=(repo / BANK_CONFIG).parent), now=NOW
+    )
     assert {f.rule.id for f in findings} <= DEMO_KNOWN
+    unauthenticated = _by_rule(findings, "BST001")
+    assert {f.message for f in unauthenticated} == {
+        "route 'health' has no authentication policy",
+        "route 'v0' has no authentication policy",
+    }
     assert not _by_rule(findings, "BST000")
