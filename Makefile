@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test check lint typecheck unit install bench clean
+.PHONY: run test check lint typecheck unit install bench clean demo-attacks
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 	$(BIN)/ruff check bastion tests bench examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest --cov --cov-report=term
+
+## Replay the seed's threats against a running `make run`, then compare scans with and without Bastion.
+demo-attacks: $(STAMP)
+	$(BIN)/bastion demo attacks
 
 ## Benchmarks against nginx and the direct upstream (installs nginx and wrk from Debian).
 bench: $(STAMP)

@@ -130,16 +130,38 @@ def schema() -> None:
     click.echo(json.dumps(document, indent=2, sort_keys=True))
 
 
-@main.command()
-@click.option(
+_STATE_DIR = click.option(
     "--state-dir",
     type=click.Path(path_type=Path),
     default=Path("var"),
     show_default=True,
     help="Where the demo keeps its database, certificate, secrets.",
 )
-def demo(state_dir: Path) -> None:
+
+
+@main.group(invoke_without_command=True)
+@_STATE_DIR
+@click.pass_context
+def demo(context: click.Context, state_dir: Path) -> None:
     """Start the banking example behind the gateway (HTTPS :8443, redirect :8080, admin :9901)."""
+    if context.invoked_subcommand is None:
+        _run_demo(state_dir)
+
+
+@demo.command()
+@_STATE_DIR
+@click.option("--no-scan", is_flag=True, help="Skip the scan comparison.")
+def attacks(state_dir: Path, no_scan: bool) -> None:
+    """Replay the seed's threats against the running demo; then scan with and without Bastion."""
+    from bastion.cli.demo_attacks import main as run_attacks
+
+    if not (state_dir / "demo-idp-key.json").exists():
+        click.echo(f"error: no demo state in {state_dir}: start `bastion demo` first", err=True)
+        sys.exit(2)
+    sys.exit(run_attacks(state_dir.resolve(), Path.cwd(), scan=not no_scan))
+
+
+def _run_demo(state_dir: Path) -> None:
     from bastion.cli.demo import (
         demo_config,
         demo_identity_provider,

@@ -188,6 +188,19 @@ def test_demo_serves_the_bank_through_https(tmp_path: Path) -> None:
         assert redirect.headers["location"] == "https://127.0.0.1:8443/v1/accounts"
         credentials = tmp_path / "var" / "demo-credentials.txt"
         assert credentials.stat().st_mode & 0o777 == 0o600
+        # `make demo-attacks`: every threat blocked, the bank alone has findings, the gateway none.
+        attacks = subprocess.run(
+            [*BASTION, "demo", "attacks", "--state-dir", str(tmp_path / "var")],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert attacks.returncode == 0, attacks.stdout + attacks.stderr
+        assert "NOT BLOCKED" not in attacks.stdout
+        assert "TRANSPORT-001" in attacks.stdout  # the bank alone, without TLS
+        assert "all attacks blocked" in attacks.stdout
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
