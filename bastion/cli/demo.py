@@ -67,6 +67,7 @@ def demo_config(state_dir: Path, admin_token: str, repo: Path) -> GatewayConfig:
         "BASTION_ADMIN_TOKEN": admin_token,
         "BASTION_STATE_DIR": str(state_dir),
         "BANK_JWKS_FILE": str(jwks_path),
+        "BASTION_STORE": f"sqlite:///{state_dir / 'bastion.db'}",
     }
     return load_config(repo / BANK_CONFIG, env=env)
 

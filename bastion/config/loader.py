@@ -50,6 +50,8 @@ def _interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
             if name in env:
                 return env[name]
             if default is not None:
+                if "${" in default:
+                    raise ConfigError(where, "a ${...} default cannot contain another ${...}")
                 return default
             raise ConfigError(where, f"environment variable {name} is not set and has no default")
 

@@ -510,3 +510,9 @@ def test_repeated_template_parameter_is_a_config_error():
 def test_default_state_dir_is_relative_to_the_config_file(tmp_path):
     path = write(tmp_path, 'listeners: [{bind: "127.0.0.1:8443", tls: {}}]\n')
     assert load_config(path).state_dir == tmp_path / "var"
+
+
+def test_nested_interpolation_in_a_default_is_refused_not_half_expanded():
+    doc = {"listeners": [{"bind": "127.0.0.1:8443", "tls": {}}], "store": "${A:-x${B:-y}}"}
+    (line,) = errors(doc, env={})
+    assert line.startswith("store: a ${...} default cannot contain another ${...}")

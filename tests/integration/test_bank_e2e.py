@@ -2,7 +2,9 @@
 
 Starts the bank (`python -m examples.bank`) and the gateway (`python -m bastion run -c
 examples/bank/bastion.yaml`) as real processes, mints customer tokens with a key the test owns,
-and walks each attack the deployment must stop, plus the happy paths it must keep working.
+and walks each attack the deployment must stop, plus the happy paths it must keep working. It
+runs twice: one gateway on SQLite and in-memory counters, and a two-node cluster sharing the
+real PostgreSQL and Redis (requests alternate between the nodes).
 """
 
 from __future__ import annotations
@@ -37,16 +39,22 @@ ALICE_EUR, BOB_EUR = "acc_alice0001", "acc_bob00001"
 
 @dataclass
 class Deployment:
-    """The running bank behind the gateway."""
+    """The running bank behind one gateway or a cluster of two."""
 
     https: str
     http: str
     admin: str
     trust: Any
     access_log: Path
+    nodes: tuple[str, ...] = ()
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.https, verify=self.trust, timeout=10)
+
+    def node_clients(self) -> list[httpx.Client]:
+        """One client per gateway node (one in single mode)."""
+        bases = self.nodes or (self.https,)
+        return [httpx.Client(base_url=base, verify=self.trust, timeout=10) for base in bases]
 
 
 def _wait(url: str, process: subprocess.Popen[bytes], timeout: float = 30, **kw: Any) -> None:
@@ -71,60 +79,97 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(5)
 
 
-@pytest.fixture(scope="module")
-def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    state = tmp_path_factory.mktemp("bank")
+@contextlib.contextmanager
+def _cluster_backends(mode: str) -> Iterator[dict[str, str]]:
+    """Environment for the shared store and counters: none for one node, PG + Redis for two."""
+    if mode == "single":
+        yield {}
+        return
+    from tests.integration.redis_support import delete_prefix, require_redis, unique_prefix
+    from tests.store.support import postgres_schema
+
+    require_redis()
+    prefix = unique_prefix()
+    with postgres_schema() as store_url:
+        try:
+            yield {
+                "BASTION_STORE": store_url,
+                "BASTION_COUNTERS": f"redis://127.0.0.1:6379/0?prefix={prefix}",
+            }
+        finally:
+            delete_prefix(prefix)
+
+
+@pytest.fixture(scope="module", params=["single", "cluster"])
+def bank(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    mode: str = request.param
+    state = tmp_path_factory.mktemp(f"bank-{mode}")
     jwks_file = state / "jwks.json"
     jwks_file.write_bytes(jwks(ec_key("bank-idp-1")))
-    bank_port, https_port, http_port, admin_port = free_ports(4)
-    env = {
-        **os.environ,
-        "BANK_HTTPS_BIND": f"127.0.0.1:{https_port}",
-        "BANK_HTTP_BIND": f"127.0.0.1:{http_port}",
-        "BANK_ADMIN_BIND": f"127.0.0.1:{admin_port}",
-        "BANK_UPSTREAM": f"http://127.0.0.1:{bank_port}",
-        "BANK_JWKS_FILE": str(jwks_file),
-        "BASTION_STATE_DIR": str(state),
-        "BASTION_ADMIN_TOKEN": "e2e-admin-token-0123456789",
-        "BASTION_ACCESS_LOG": str(state / "access.log"),
-    }
-    upstream = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "examples.bank",
-            "--port",
-            str(bank_port),
-            "--db",
-            str(state / "b.db"),
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    log = (state / "gateway.log").open("wb")
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "bastion", "run", "-c", str(CONFIG)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
-    try:
-        _wait(f"http://127.0.0.1:{bank_port}/healthz", upstream)
-        _wait(f"http://127.0.0.1:{admin_port}/ready", gateway)
-        trust = client_context(ca_file=state / "dev-cert.pem")
-        yield Deployment(
-            https=f"https://127.0.0.1:{https_port}",
-            http=f"http://127.0.0.1:{http_port}",
-            admin=f"http://127.0.0.1:{admin_port}",
-            trust=trust,
-            access_log=state / "access.log",
+    nodes = 2 if mode == "cluster" else 1
+    bank_port, *ports = free_ports(1 + 3 * nodes)
+    processes: list[subprocess.Popen[bytes]] = []
+    logs = []
+    with _cluster_backends(mode) as backends:
+        upstream = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "examples.bank",
+                "--port",
+                str(bank_port),
+                "--db",
+                str(state / "b.db"),
+            ],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-    finally:
-        _stop(gateway)
-        _stop(upstream)
-        log.close()
+        processes.append(upstream)
+        try:
+            _wait(f"http://127.0.0.1:{bank_port}/healthz", upstream)
+            for node in range(nodes):
+                https_port, http_port, admin_port = ports[3 * node : 3 * node + 3]
+                env = {
+                    **os.environ,
+                    **backends,
+                    "BANK_HTTPS_BIND": f"127.0.0.1:{https_port}",
+                    "BANK_HTTP_BIND": f"127.0.0.1:{http_port}",
+                    "BANK_ADMIN_BIND": f"127.0.0.1:{admin_port}",
+                    "BANK_UPSTREAM": f"http://127.0.0.1:{bank_port}",
+                    "BANK_JWKS_FILE": str(jwks_file),
+                    "BASTION_STATE_DIR": str(state),
+                    "BASTION_ADMIN_TOKEN": "e2e-admin-token-0123456789",
+                    "BASTION_ACCESS_LOG": str(state / f"access-{node}.log"),
+                }
+                env.setdefault("BASTION_STORE", f"sqlite:///{state / 'bastion.db'}")
+                log = (state / f"gateway-{node}.log").open("wb")
+                logs.append(log)
+                gateway = subprocess.Popen(
+                    [sys.executable, "-m", "bastion", "run", "-c", str(CONFIG)],
+                    cwd=REPO,
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                )
+                processes.append(gateway)
+                _wait(f"http://127.0.0.1:{admin_port}/ready", gateway)
+            first_https, first_http, first_admin = ports[0:3]
+            yield Deployment(
+                https=f"https://127.0.0.1:{first_https}",
+                http=f"http://127.0.0.1:{first_http}",
+                admin=f"http://127.0.0.1:{first_admin}",
+                trust=client_context(ca_file=state / "dev-cert.pem"),
+                access_log=state / "access-0.log",
+                nodes=tuple(f"https://127.0.0.1:{ports[3 * n]}" for n in range(nodes)),
+            )
+        finally:
+            for process in reversed(processes):
+                _stop(process)
+            for log in logs:
+                log.close()
 
 
 def token(customer: str = ALICE, **overrides: Any) -> str:
@@ -267,21 +312,28 @@ def test_malformed_amounts_and_unknown_fields_are_refused(
         response = transfer(client, token(BOB), amount, **extra)
     assert response.status_code in (400, 422), response.text
     assert response.headers["content-type"] == "application/problem+json"
-    assert amount not in response.text  # the client's value is never echoed
+    assert f'"{amount}"' not in response.text  # the client's value is never echoed
 
 
 def test_transfer_flood_from_one_customer_gets_429(bank: Deployment) -> None:
+    # In the cluster the requests alternate between the two nodes: the per-customer limit of 10
+    # a minute is shared through Redis, not 10 per node.
     statuses = []
-    with bank.client() as client:
+    clients = bank.node_clients()
+    try:
         tok = token("cus_bob00001", scope="transfers:write")
-        for _ in range(14):
+        for attempt in range(24):
+            client = clients[attempt % len(clients)]
             response = transfer(client, tok, "0.01", from_account=BOB_EUR, to_account=ALICE_EUR)
             statuses.append(response.status_code)
             if response.status_code == 429:
                 assert int(response.headers["retry-after"]) > 0
                 break
+    finally:
+        for client in clients:
+            client.close()
     assert statuses[-1] == 429, statuses
-    assert len(statuses) <= 11  # the per-customer limit is 10 per minute
+    assert len(statuses) <= 11  # the per-customer limit is 10 per minute, across all nodes
 
 
 def test_retired_version_gets_410(bank: Deployment) -> None:
