@@ -77,35 +77,41 @@ def build_request_head(ctx: RequestContext, target: Target, preserve_host: bool)
     raw = request.headers.items()
     query = b"?" + request.query if request.query else b""
     out = [request.method.encode(), b" ", request.path.encode(), query, b" HTTP/1.1\r\nhost: "]
-    host = request.headers.get(b"host") if preserve_host else None
-    out += (host or target.authority, b"\r\n")
-    kept = [item for item in raw if item[0] not in _OWNED_REQUEST]
-    unusual = len(kept) != len(raw) and any(item[0] == b"connection" for item in raw)
-    if not unusual:
-        for name, _ in kept:
+    out.append(b"")  # the Host value, set below once the client's is known
+    out.append(b"\r\n")
+    original_host = None
+    listed: frozenset[bytes] | None = None
+    for item in raw:
+        name = item[0]
+        if name in _OWNED_REQUEST:
+            if name == b"host":
+                original_host = item[1]
+            elif name == b"connection" and item[1].lower() not in _PLAIN_CONNECTION:
+                listed = _connection_listed(raw)  # fields it names are hop-by-hop too (rare)
+            continue
+        if name[:10] == _OWNED_PREFIX:
+            continue
+        if b"_" in name:
             # CGI/WSGI-style upstreams read `X_Bastion_Consumer` and `X-Bastion-Consumer` (or
             # `X_Forwarded_For`) as the same variable: an underscore copy of a field Bastion
-            # owns is a spoofed copy too. Such names are rare; the rebuild below drops them.
-            if b"_" in name or name.startswith(_OWNED_PREFIX):
-                unusual = True
-                break
-    if unusual:
-        # Fields named in Connection are hop-by-hop too, and so are Bastion's own under any
-        # spelling: rebuild without them (rare).
-        names = _connection_listed(raw)
-        kept = []
-        for item in raw:
-            alias = item[0].replace(b"_", b"-")
-            if not (alias in _OWNED_REQUEST or alias.startswith(_OWNED_PREFIX) or item[0] in names):
-                kept.append(item)
-    out += [b"%s: %s\r\n" % item for item in kept]
+            # owns is a spoofed copy too.
+            alias = name.replace(b"_", b"-")
+            if alias in _OWNED_REQUEST or alias[:10] == _OWNED_PREFIX:
+                continue
+        out += (name, b": ", item[1], b"\r\n")
+    out[5] = (original_host if preserve_host else None) or target.authority
+    if listed:
+        head, fields = out[:7], out[7:]
+        out = head
+        for index in range(0, len(fields), 4):
+            if fields[index] not in listed:
+                out += fields[index : index + 4]
     client_ip = request.client_ip
     forwarded_for = client_ip if client_ip == request.peer_ip else f"{client_ip}, {request.peer_ip}"
     extra = request.extra
     proto = extra.get("forwarded_proto", request.scheme) if extra else request.scheme
     out += (b"x-forwarded-for: ", forwarded_for.encode(), b"\r\nx-forwarded-proto: ")
     out += (str(proto).encode(), b"\r\n")
-    original_host = request.headers.get(b"host")
     if original_host:
         out += (b"x-forwarded-host: ", original_host, b"\r\n")
     out += (b"x-request-id: ", ctx.ensure_request_id().encode(), b"\r\n")
