@@ -40,6 +40,7 @@ class Chain:
         "_rewrite",
         "has_access",
         "has_body_filter",
+        "has_header_filter",
         "has_log",
         "has_rewrite",
         "needs_request_body",
@@ -60,6 +61,7 @@ class Chain:
         self.has_rewrite = bool(self._rewrite)
         self.has_access = bool(self._access)
         self.has_body_filter = bool(self._body)
+        self.has_header_filter = bool(self._header)
         self.has_log = bool(self._log)
 
     def rewrite(self, ctx: RequestContext) -> PhaseResult:

@@ -244,23 +244,28 @@ class Forwarding:
         ctx.upstream_duration = self.clock.monotonic() - ctx.start
         kept_items = []
         listed = False
+        has_length = False
         for item in headers:
             if item[0] in HOP_BY_HOP:
                 if item[0] == b"connection" and item[1].lower() not in _PLAIN_CONNECTION:
                     listed = True
             else:
                 kept_items.append(item)
+                has_length = has_length or item[0] == b"content-length"
         if listed:
             names = _connection_listed(headers) - {b"keep-alive", b"close"}
             if names:
                 kept_items = [item for item in kept_items if item[0] not in names]
         kept = Headers.adopt(kept_items)
-        if self.chain.has_body_filter:
+        chain = self.chain
+        if chain.has_body_filter:
             kept.remove(b"content-length")  # a body filter may change the length
+            has_length = False
         ctx.status = status
         ctx.response_headers = kept
-        self.chain.header_filter(ctx)
-        has_length = b"content-length" in ctx.response_headers
+        if chain.has_header_filter:
+            chain.header_filter(ctx)
+            has_length = b"content-length" in ctx.response_headers
         self.exchange.send_head(ctx.status, ctx.response_headers.items(), has_length=has_length)
 
     def on_response_body(self, chunk: bytes) -> None:

@@ -43,6 +43,8 @@ from bastion.http.response import Response, problem_response, reason_phrase
 
 _log = logging.getLogger("bastion.downstream")
 
+# Decoded once: the method of every request is one of these in practice.
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 _FRAMING_FIELDS = frozenset({b"host", b"transfer-encoding", b"content-length", b"expect"})
 _HOST = re.compile(rb"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?$")
 
@@ -517,7 +519,8 @@ class HTTPServerProtocol(asyncio.Protocol):
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise InvalidRequest(BAD_VERSION, code="bad_version")
-        method = parser.get_method().decode("ascii")
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
         if method == "CONNECT":
             # Fix: refuse CONNECT whatever its target. `CONNECT / HTTP/1.1` passed the target
             # check and reached the upstream, whose parser switches to a tunnel after it.
