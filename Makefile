@@ -36,3 +36,15 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage
+
+.PHONY: lock audit-deps
+
+## Pin every dependency installed in .venv (pyproject's tree only) with sha256 hashes.
+lock: $(STAMP)
+	$(BIN)/python scripts/lock_deps.py requirements.lock
+
+## Check requirements.lock for known vulnerabilities. pip-audit asks PyPI's vulnerability API,
+## so this needs network access to pypi.org; --strict fails when a package could not be checked.
+audit-deps: $(STAMP)
+	test -x $(BIN)/pip-audit || $(BIN)/python -m pip install --quiet pip-audit
+	$(BIN)/pip-audit --strict --disable-pip --require-hashes -r requirements.lock --progress-spinner off

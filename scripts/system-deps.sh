@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite drives for real (Prometheus scrapes /metrics).
+# Installs the Debian packages the test suite drives for real: Prometheus scrapes /metrics,
+# headless Chromium walks the pages Bastion serves, rsyslog receives the syslog sink's lines.
 # Idempotent: does nothing when every binary is present. Without root (and no passwordless sudo)
 # it only warns: the tests that need a missing tool then skip locally, and fail when CI=true.
 set -euo pipefail
 
-declare -A PACKAGES=([prometheus]=prometheus)
+declare -A PACKAGES=([prometheus]=prometheus [chromium]=chromium [rsyslogd]=rsyslog)
 missing=()
 for binary in "${!PACKAGES[@]}"; do
   command -v "$binary" >/dev/null 2>&1 || missing+=("${PACKAGES[$binary]}")

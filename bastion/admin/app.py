@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -24,6 +25,10 @@ from bastion.errors import InternalError, NotFound, Unauthenticated
 from bastion.http.headers import Headers
 from bastion.http.response import Response
 from bastion.proxy.downstream import Exchange, http_date
+
+if TYPE_CHECKING:
+    from bastion.admin.api import AdminAPI
+    from bastion.admin.dashboard import Dashboard
 
 _log = logging.getLogger("bastion.admin")
 
@@ -43,6 +48,8 @@ class AdminApp:
         status: Callable[[], dict[str, object]],
         metrics: Callable[[], bytes] | None = None,
         metrics_content_type: bytes = b"text/plain; version=0.0.4; charset=utf-8",
+        api: AdminAPI | None = None,
+        dashboard: Dashboard | None = None,
     ) -> None:
         self._token = token.encode() if token else None
         self._ready = ready
@@ -50,6 +57,8 @@ class AdminApp:
         self._started = time.time()
         self._metrics = metrics
         self._metrics_type = metrics_content_type
+        self._api = api  # the /admin/... API (bastion/admin/api.py), when the server wires it
+        self._dashboard = dashboard  # /dashboard and /admin/dashboard.json (admin/dashboard.py)
         self._executor: ThreadPoolExecutor | None = None
         self._rendering: Future[bytes] | None = None
         self._waiting: list[Exchange] = []
@@ -58,6 +67,10 @@ class AdminApp:
         """Answer one admin request."""
         request = exchange.request
         path = request.path
+        if self._dashboard is not None and self._dashboard.handles(path):
+            bearer_ok = self._authorized(request.headers.get(b"authorization"))
+            self._dashboard.handle(exchange, bearer_ok)
+            return
         if path == "/ready":
             ready = self._ready()
             self._json(exchange, 200 if ready else 503, {"ready": ready})
@@ -83,6 +96,9 @@ class AdminApp:
                 exchange.reject(
                     Unauthenticated(BAD_TOKEN, challenge='Bearer realm="bastion-admin"')
                 )
+                return
+            if self._api is not None:
+                self._api.handle(exchange)
                 return
             exchange.reject(NotFound(NO_SUCH_ENDPOINT))
         else:

@@ -15,6 +15,7 @@ from bastion.cli.audit import audit
 from bastion.cli.credentials import basic, consumers, keys, migrate
 from bastion.cli.oauth import clients
 from bastion.cli.scan import scan
+from bastion.cli.verify import verify
 from bastion.config.loader import ConfigErrors, load_config
 from bastion.config.models import GatewayConfig
 from bastion.errors import ConfigError
@@ -212,3 +213,4 @@ main.add_command(basic)
 main.add_command(audit)
 main.add_command(clients)
 main.add_command(scan)
+main.add_command(verify)

@@ -11,6 +11,8 @@ import click
 
 from bastion.cli.credentials import _actor, _config, _run, config_option
 from bastion.oauth.clients import new_client_id, new_client_secret, secret_digest
+from bastion.oauth.grant_store import GrantStore
+from bastion.oauth.redirects import check_redirect_uri
 from bastion.oauth.server import GRANT_TYPES
 from bastion.store import Store
 from bastion.store.base import OAuthClientRecord, OAuthStore
@@ -51,30 +53,58 @@ def clients() -> None:
     help="A grant type the client may use (repeatable).",
 )
 @click.option("--audience", default=None, help="`aud` of its tokens; default: the issuer URL.")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    help="An exact redirect URI for the authorization-code grant (repeatable).",
+)
+@click.option("--public", is_flag=True, help="A public client: no secret, PKCE only.")
 def clients_add(
     config_path: Path,
     name: str,
     scopes: tuple[str, ...],
     grants: tuple[str, ...],
     audience: str | None,
+    redirect_uris: tuple[str, ...],
+    public: bool,
 ) -> None:
-    """Register a confidential client called NAME; its secret is printed once, on stdout."""
+    """Register a client called NAME; a confidential one's secret is printed once, on stdout."""
     for scope in scopes:
         if not _SCOPE.fullmatch(scope):
             raise click.BadParameter(f"{scope!r} is not a scope token", param_hint="--scope")
+    for uri in redirect_uris:
+        try:
+            check_redirect_uri(uri)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--redirect-uri") from None
+    if public and "client_credentials" in grants:
+        raise click.BadParameter(
+            "a public client cannot use client_credentials", param_hint="--grant"
+        )
     config = _config(config_path)
     secret = new_client_secret()
     record = OAuthClientRecord(
         id=new_client_id(),
         name=name,
-        secret_digest=secret_digest(secret),
+        secret_digest="" if public else secret_digest(secret),
         scopes=frozenset(scopes),
         grant_types=frozenset(grants),
         audience=audience,
         created_at=time.time(),
     )
-    _run(config, lambda store: _oauth(store).add_oauth_client(record, actor=_actor()))
-    _show_secret(record.id, secret)
+
+    async def add(store: Store) -> None:
+        await _oauth(store).add_oauth_client(record, actor=_actor())
+        if redirect_uris:
+            grants_store = GrantStore(store if isinstance(store, SQLStore) else None)
+            await grants_store.set_redirect_uris(record.id, list(redirect_uris))
+
+    _run(config, add)
+    if public:
+        click.echo(f"client id: {record.id} (public: no secret, PKCE required)", err=True)
+    else:
+        _show_secret(record.id, secret)
 
 
 @clients.command("list")

@@ -268,12 +268,30 @@ class AccessLogConfig(Model):
     """Where the per-request ECS access log goes."""
 
     sink: str = Field(
-        "stdout", description="`stdout`, `off`, or a file path for one JSON line per request."
+        "stdout",
+        description="`stdout`, `off`, a file path, or a syslog collector "
+        "(`syslog+tcp://host:port`, `syslog+tls://host:port?ca=FILE`) for one JSON line per "
+        "request.",
     )
     security_log: str | None = Field(
         None,
         description="Where security events go: `stdout`, `stderr`, `off` or a file path; "
         "omitted: the access log's sink (events carry event.dataset bastion.security).",
+    )
+
+
+class AnomalyConfig(Model):
+    """Per-client anomaly detection: an alert event when a client's share of errors is high."""
+
+    enabled: bool = Field(True, description="Score clients and write alert events.")
+    threshold: float = Field(
+        0.5, gt=0, le=1, description="Weighted share of 400/401/403/404/429 responses that alerts."
+    )
+    min_requests: int = Field(
+        20, ge=1, description="Recent responses a client needs before it can be reported."
+    )
+    half_life: float = Field(
+        60.0, gt=0, description="Seconds after which a response counts half as much."
     )
 
 
@@ -323,6 +341,9 @@ class GatewayConfig(Model):
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Protocol limits.")
     access_log: AccessLogConfig = Field(
         default_factory=AccessLogConfig, description="The access log."
+    )
+    anomaly: AnomalyConfig = Field(
+        default_factory=AnomalyConfig, description="Per-client anomaly detection."
     )
     state_dir: ConfigPath = Field(
         Path("var"),

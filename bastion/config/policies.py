@@ -7,8 +7,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from bastion.policies.acl.config import ACLConfig
 from bastion.policies.api_key.config import APIKeyConfig
 from bastion.policies.basic_auth.config import BasicAuthConfig
+from bastion.policies.brute_force.config import BruteForceConfig
 from bastion.policies.cors.config import CORSConfig
 from bastion.policies.injection_guard.config import InjectionGuardConfig
+from bastion.policies.introspection.config import IntrospectionConfig
 from bastion.policies.ip_filter.config import IPFilterConfig
 from bastion.policies.jwt.config import JWTConfig
 from bastion.policies.openapi.config import OpenAPIConfig
@@ -42,6 +44,12 @@ class PoliciesConfig(BaseModel):
     api_key: APIKeyConfig | None = Field(None, description="API keys held in the store.")
     basic_auth: BasicAuthConfig | None = Field(
         None, description="HTTP Basic credentials checked against argon2id hashes in the store."
+    )
+    introspection: IntrospectionConfig | None = Field(
+        None, description="Opaque bearer tokens checked at an RFC 7662 introspection endpoint."
+    )
+    brute_force: BruteForceConfig | None = Field(
+        None, description="Lock out sources of repeated failed authentications (429)."
     )
     scopes: ScopesConfig | None = Field(None, description="OAuth scopes required per method.")
     acl: ACLConfig | None = Field(None, description="Allow or deny consumer groups.")

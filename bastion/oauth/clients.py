@@ -27,7 +27,8 @@ from bastion.oauth.errors import CLIENT_AUTH_FAILED, TWO_CLIENT_AUTH_METHODS, OA
 from bastion.store.base import OAuthClientRecord, OAuthStore
 
 CLIENT_ID_PREFIX: Final = "cl_"
-_CLIENT_ID: Final = re.compile(r"cl_[0-9a-f]{16}")
+CLIENT_ID_PATTERN: Final = re.compile(r"cl_[0-9a-f]{16}")
+_CLIENT_ID: Final = CLIENT_ID_PATTERN
 MAX_CREDENTIAL_LENGTH: Final = 256
 # Digest compared when the client id is unknown, so both failures do the same work.
 _DUMMY_DIGEST: Final = hashlib.sha256(b"bastion: no such client").hexdigest()
@@ -79,6 +80,11 @@ def presented_credentials(headers: Headers, params: Mapping[str, str]) -> Client
             raise _failed()
         return ClientCredentials(client_id, secret, "client_secret_post")
     raise _failed()
+
+
+def client_auth_failed() -> OAuthError:
+    """The one `invalid_client` error for every client authentication failure."""
+    return _failed()
 
 
 def _failed() -> OAuthError:

@@ -21,6 +21,13 @@ class OAuthConfig(BaseModel):
     access_token_ttl: int = Field(
         900, ge=60, le=86_400, description="Lifetime of access tokens, in seconds."
     )
+    refresh_token_ttl: int = Field(
+        86_400,
+        ge=300,
+        le=90 * 86_400,
+        description="Absolute lifetime, in seconds, of the refresh tokens of one authorization:"
+        " rotation issues new tokens but never extends it.",
+    )
     signing_alg: Literal["ES256", "RS256"] = Field(
         "ES256", description="Signature algorithm of access tokens (ES256: P-256 ECDSA)."
     )

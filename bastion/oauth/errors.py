@@ -42,6 +42,12 @@ SCOPE_NOT_ALLOWED: Final = "The requested scope is invalid or not allowed for th
 METHOD_NOT_ALLOWED: Final = "Use POST."
 HTTPS_REQUIRED: Final = "The authorization server is only available over HTTPS."
 WRONG_CONTENT_TYPE: Final = "The content type must be application/x-www-form-urlencoded."
+MISSING_CODE_PARAMETERS: Final = "The code, redirect_uri and code_verifier parameters are required."
+BAD_CODE: Final = (
+    "The authorization code is invalid, expired, used or was issued to another client."
+)
+MISSING_REFRESH_TOKEN: Final = "The refresh_token parameter is required."  # noqa: S105 - a message
+BAD_REFRESH_TOKEN: Final = "The refresh token is invalid, expired or revoked."  # noqa: S105 - a message
 SERVER_UNAVAILABLE: Final = "The authorization server is temporarily unavailable."
 
 

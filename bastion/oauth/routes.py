@@ -17,6 +17,7 @@ from typing import Final
 from bastion.errors import StoreUnavailable
 from bastion.http.headers import Headers
 from bastion.http.response import Response
+from bastion.oauth.authorize import AuthorizeEndpoint
 from bastion.oauth.errors import (
     HTTPS_REQUIRED,
     METHOD_NOT_ALLOWED,
@@ -27,6 +28,7 @@ from bastion.oauth.errors import (
     json_response,
 )
 from bastion.oauth.server import (
+    AUTHORIZE_PATH,
     INTROSPECT_PATH,
     JWKS_PATH,
     METADATA_PATH,
@@ -57,20 +59,41 @@ class _Handlers:
 
     def post(self, endpoint: _FormEndpoint) -> LocalHandler:
         def handle(exchange: Exchange) -> None:
-            request = exchange.request
-            early = self._precheck(exchange, b"POST")
-            if early is None:
-                media_type = (request.headers.get(b"content-type") or b"").split(b";")[0]
-                if media_type.strip().lower() != _FORM_TYPE:
-                    early = OAuthError("invalid_request", WRONG_CONTENT_TYPE)
-                elif (request.content_length or 0) > MAX_FORM_BYTES:
-                    early = OAuthError("invalid_request", TOO_LARGE, status=413)
+            early = self._precheck(exchange, b"POST") or self._form_precheck(exchange)
             if early is not None:
                 _send(exchange, early.response())
                 return
             self._spawn(self._serve_form(exchange, endpoint))
 
         return handle
+
+    def authorize(self, endpoint: AuthorizeEndpoint) -> LocalHandler:
+        """GET shows the login page (query parameters), POST submits it (a form)."""
+
+        def handle(exchange: Exchange) -> None:
+            request = exchange.request
+            early = self._precheck(exchange, b"GET, POST")
+            if early is None and request.method == "POST":
+                early = self._form_precheck(exchange)
+            if early is not None:
+                _send(exchange, early.response())
+                return
+            if request.method == "GET":
+                self._spawn(self._serve(exchange, endpoint.page(request.headers, request.query)))
+            else:
+                self._spawn(self._serve_form(exchange, endpoint.submit))
+
+        return handle
+
+    @staticmethod
+    def _form_precheck(exchange: Exchange) -> OAuthError | None:
+        request = exchange.request
+        media_type = (request.headers.get(b"content-type") or b"").split(b";")[0]
+        if media_type.strip().lower() != _FORM_TYPE:
+            return OAuthError("invalid_request", WRONG_CONTENT_TYPE)
+        if (request.content_length or 0) > MAX_FORM_BYTES:
+            return OAuthError("invalid_request", TOO_LARGE, status=413)
+        return None
 
     def get(self, document: Callable[[], Coroutine[object, object, Response]]) -> LocalHandler:
         def handle(exchange: Exchange) -> None:
@@ -166,6 +189,7 @@ def oauth_handlers(
 
     return {
         TOKEN_PATH: handlers.post(server.token),
+        AUTHORIZE_PATH: handlers.authorize(AuthorizeEndpoint(server)),
         INTROSPECT_PATH: handlers.post(server.introspect),
         REVOKE_PATH: handlers.post(server.revoke),
         METADATA_PATH: handlers.get(metadata),

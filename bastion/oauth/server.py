@@ -1,6 +1,8 @@
 """The authorization server's endpoints as functions of (headers, body) → Response.
 
-The token endpoint implements the client-credentials grant (RFC 6749 §4.4); introspection
+The token endpoint implements the client-credentials grant (RFC 6749 §4.4), the
+authorization-code grant with PKCE S256 (RFC 6749 §4.1, RFC 7636) and refresh tokens with
+rotation and reuse detection (RFC 9700 §4.14.2); `authorize.py` serves the login page. Introspection
 (RFC 7662), revocation (RFC 7009), metadata (RFC 8414) and the public key set complete it.
 Access tokens are JWTs per RFC 9068. These functions do no socket I/O (the store is awaited);
 `routes.py` connects them to the gateway's listener.
@@ -25,11 +27,21 @@ from bastion.clock import Clock
 from bastion.errors import StoreUnavailable
 from bastion.http.headers import Headers
 from bastion.http.response import Response
-from bastion.oauth.clients import authenticate_client, presented_credentials
+from bastion.oauth import pkce
+from bastion.oauth.clients import (
+    CLIENT_ID_PATTERN,
+    authenticate_client,
+    client_auth_failed,
+    presented_credentials,
+)
 from bastion.oauth.config import OAuthConfig
 from bastion.oauth.errors import (
+    BAD_CODE,
+    BAD_REFRESH_TOKEN,
     GRANT_NOT_ALLOWED,
+    MISSING_CODE_PARAMETERS,
     MISSING_GRANT_TYPE,
+    MISSING_REFRESH_TOKEN,
     MISSING_TOKEN,
     SCOPE_NOT_ALLOWED,
     UNSUPPORTED_GRANT,
@@ -37,9 +49,16 @@ from bastion.oauth.errors import (
     json_response,
 )
 from bastion.oauth.form import parse_form
+from bastion.oauth.grant_store import (
+    CodeGrant,
+    GrantStore,
+    RefreshGrant,
+    new_secret_value,
+)
 from bastion.oauth.keys import KeyRing
 from bastion.policies.jwt.verify import TokenError, TokenRules, VerifiedToken, verify_access_token
 from bastion.store.base import OAuthClientRecord, OAuthStore
+from bastion.store.sql import SQLStore
 
 _log = logging.getLogger("bastion.oauth")
 
@@ -48,10 +67,13 @@ INTROSPECT_PATH: Final = "/oauth/introspect"
 REVOKE_PATH: Final = "/oauth/revoke"
 METADATA_PATH: Final = "/.well-known/oauth-authorization-server"
 JWKS_PATH: Final = "/.well-known/jwks.json"
+AUTHORIZE_PATH: Final = "/oauth/authorize"
 
-GRANT_TYPES: Final = ("client_credentials",)
+GRANT_TYPES: Final = ("client_credentials", "authorization_code", "refresh_token")
 """Grants this server implements (no implicit or password grant: RFC 9700 §2.1.2, §2.4)."""
 AUTH_METHODS: Final = ("client_secret_basic", "client_secret_post")
+TOKEN_AUTH_METHODS: Final = (*AUTH_METHODS, "none")
+"""`none`: public clients, which send only `client_id` and prove themselves by PKCE."""
 REVOCATION_SYNC_INTERVAL: Final = 1.0
 """Seconds between reloads of the revoked-token list written by other processes."""
 LEEWAY: Final = 30.0
@@ -135,6 +157,7 @@ class AuthorizationServer:
         self.clock = clock
         self.keys = KeyRing(store, config, clock, pepper)
         self.revocations = Revocations(store, clock)
+        self.grants = GrantStore(store if isinstance(store, SQLStore) else None)
         self._rules = TokenRules(
             issuer=config.issuer,
             audiences=_AnyAudience(),
@@ -168,25 +191,135 @@ class AuthorizationServer:
             StoreUnavailable: the store could not answer.
         """
         params = parse_form(body)
-        credentials = presented_credentials(headers, params)
+        public_id = _public_client_id(headers, params)
+        credentials = None if public_id else presented_credentials(headers, params)
         grant_type = params.get("grant_type")
         if grant_type is None:
             raise OAuthError("invalid_request", MISSING_GRANT_TYPE)
-        client = await authenticate_client(self.store, credentials)
+        if credentials is not None:
+            client = await authenticate_client(self.store, credentials)
+        else:
+            client = await self._public_client(public_id)
         if grant_type not in GRANT_TYPES:
             raise OAuthError("unsupported_grant_type", UNSUPPORTED_GRANT)
-        if grant_type not in client.grant_types:
+        if grant_type not in client.grant_types or (
+            grant_type == "client_credentials" and is_public(client)
+        ):
             raise OAuthError("unauthorized_client", GRANT_NOT_ALLOWED)
+        if grant_type == "authorization_code":
+            return await self._authorization_code(client, params)
+        if grant_type == "refresh_token":
+            return await self._refresh_token(client, params)
         scopes = self._granted_scopes(client, params.get("scope"))
         token, expires_in = await self.issue_access_token(client, scopes, subject=client.id)
-        document: dict[str, object] = {
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": expires_in,
-        }
-        if scopes:
-            document["scope"] = " ".join(scopes)
+        return json_response(_token_document(token, expires_in, scopes))
+
+    async def _public_client(self, client_id: str) -> OAuthClientRecord:
+        record = None
+        if CLIENT_ID_PATTERN.fullmatch(client_id):
+            record = await self.store.get_oauth_client(client_id)
+        if record is None or record.disabled or not is_public(record):
+            raise client_auth_failed()
+        return record
+
+    async def _authorization_code(
+        self, client: OAuthClientRecord, params: Mapping[str, str]
+    ) -> Response:
+        """RFC 6749 §4.1.3 with RFC 7636 §4.5-4.6: redeem a code, once, with its verifier."""
+        code = params.get("code")
+        redirect_uri = params.get("redirect_uri")
+        verifier = params.get("code_verifier")
+        if code is None or redirect_uri is None or verifier is None:
+            raise OAuthError("invalid_request", MISSING_CODE_PARAMETERS)
+        now = self.clock.time()
+        # The code is spent by this call whatever follows: a code is never tried twice.
+        outcome, grant = await self.grants.use_code(code, now)
+        if outcome == "reused":
+            _log.warning("authorization code reused: the tokens it bought are revoked")
+            await self._revoke_code_access_token(code)
+        if (
+            grant is None
+            or grant.client_id != client.id
+            or grant.redirect_uri != redirect_uri
+            or not pkce.verifier_matches(verifier, grant.code_challenge)
+        ):
+            raise OAuthError("invalid_grant", BAD_CODE)
+        scopes = grant.scope.split()
+        jti = secrets.token_urlsafe(16)
+        token, expires_in = await self.issue_access_token(
+            client, scopes, subject=grant.subject, jti=jti
+        )
+        await self.grants.record_code_token(code, jti, now + expires_in)
+        document = _token_document(token, expires_in, scopes)
+        if "refresh_token" in client.grant_types:
+            family = RefreshGrant(
+                grant.family_id,
+                client.id,
+                grant.subject,
+                grant.scope,
+                now + self.config.refresh_token_ttl,
+            )
+            document["refresh_token"] = await self._new_refresh_token(family, now)
         return json_response(document)
+
+    async def _refresh_token(
+        self, client: OAuthClientRecord, params: Mapping[str, str]
+    ) -> Response:
+        """RFC 6749 §6 with rotation: each refresh token works once; a reuse ends the family."""
+        presented = params.get("refresh_token")
+        if presented is None:
+            raise OAuthError("invalid_request", MISSING_REFRESH_TOKEN)
+        now = self.clock.time()
+        outcome, grant = await self.grants.use_refresh_token(presented, now)
+        if outcome == "reused":
+            _log.warning("refresh token reused: its whole family is revoked")
+        if grant is None:
+            raise OAuthError("invalid_grant", BAD_REFRESH_TOKEN)
+        if grant.client_id != client.id:
+            await self.grants.revoke_family(grant.family_id, now)
+            raise OAuthError("invalid_grant", BAD_REFRESH_TOKEN)
+        original = grant.scope.split()
+        requested = params.get("scope")
+        scopes = original
+        if requested is not None:
+            wanted = requested.split(" ")
+            if not all(_SCOPE_TOKEN.fullmatch(s) for s in wanted) or not set(wanted) <= set(
+                original
+            ):
+                raise OAuthError("invalid_scope", SCOPE_NOT_ALLOWED)
+            scopes = list(dict.fromkeys(wanted))
+        token, expires_in = await self.issue_access_token(client, scopes, subject=grant.subject)
+        document = _token_document(token, expires_in, scopes)
+        # The new token keeps the original scope and the family's absolute expiry.
+        document["refresh_token"] = await self._new_refresh_token(grant, now)
+        return json_response(document)
+
+    async def _revoke_code_access_token(self, code: str) -> None:
+        issued = await self.grants.code_access_token(code)
+        if issued is not None:
+            client_id, jti, expires_at = issued
+            self.revocations.add(jti, expires_at)
+            await self.store.add_revocation(jti, client_id, expires_at, self.clock.time())
+
+    async def _new_refresh_token(self, grant: RefreshGrant, now: float) -> str:
+        token = new_secret_value()
+        await self.grants.add_refresh_token(token, grant, now)
+        return token
+
+    async def new_authorization_code(self, grant: CodeGrant) -> str:
+        """Store a new single-use code for `grant` and return it (the login page's last step)."""
+        code = new_secret_value()
+        await self.grants.add_code(code, grant, self.clock.time())
+        return code
+
+    @staticmethod
+    def granted_scopes(client: OAuthClientRecord, requested: str | None) -> list[str]:
+        """The scopes to grant `client` for a `scope` parameter (RFC 6749 §3.3).
+
+        Raises:
+            OAuthError: `invalid_scope`.
+        """
+        return AuthorizationServer._granted_scopes(client, requested)
 
     @staticmethod
     def _granted_scopes(client: OAuthClientRecord, requested: str | None) -> list[str]:
@@ -201,9 +334,14 @@ class AuthorizationServer:
         return list(dict.fromkeys(wanted))
 
     async def issue_access_token(
-        self, client: OAuthClientRecord, scopes: list[str], *, subject: str
+        self,
+        client: OAuthClientRecord,
+        scopes: list[str],
+        *,
+        subject: str,
+        jti: str | None = None,
     ) -> tuple[str, int]:
-        """A signed RFC 9068 access token and its lifetime in seconds.
+        """A signed RFC 9068 access token and its lifetime in seconds (`jti` made if not given).
 
         Raises:
             StoreUnavailable: the signing keys could not be loaded.
@@ -220,7 +358,7 @@ class AuthorizationServer:
             "sub": subject,
             "aud": client.audience or self.default_audience,
             "client_id": client.id,
-            "jti": secrets.token_urlsafe(16),
+            "jti": jti or secrets.token_urlsafe(16),
             "iat": now,
             "exp": now + ttl,
         }
@@ -287,6 +425,11 @@ class AuthorizationServer:
             await self.store.add_revocation(
                 verified.token_id, client_id, verified.expires_at, self.clock.time()
             )
+        elif verified is None and self.grants.available:
+            # A refresh token: revoking it ends its family (RFC 7009 §2.1).
+            family = await self.grants.refresh_token_family(token, client_id)
+            if family is not None:
+                await self.grants.revoke_family(family, self.clock.time())
         return json_response({})
 
     def metadata(self) -> Mapping[str, object]:
@@ -298,10 +441,37 @@ class AuthorizationServer:
             "jwks_uri": base + JWKS_PATH,
             "introspection_endpoint": base + INTROSPECT_PATH,
             "revocation_endpoint": base + REVOKE_PATH,
+            "authorization_endpoint": base + AUTHORIZE_PATH,
             "grant_types_supported": list(GRANT_TYPES),
-            "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": [pkce.METHOD],
+            "authorization_response_iss_parameter_supported": True,
+            "token_endpoint_auth_methods_supported": list(TOKEN_AUTH_METHODS),
             "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "token_endpoint_auth_signing_alg_values_supported": [self.config.signing_alg],
         }
+
+
+def is_public(client: OAuthClientRecord) -> bool:
+    """Whether the client is public: registered without a secret, it authenticates by PKCE."""
+    return client.secret_digest == ""
+
+
+def _public_client_id(headers: Headers, params: Mapping[str, str]) -> str:
+    """The `client_id` of a request without any client authentication; "" otherwise."""
+    if headers.get(b"authorization") is not None or "client_secret" in params:
+        return ""
+    return params.get("client_id", "")
+
+
+def _token_document(token: str, expires_in: int, scopes: list[str]) -> dict[str, object]:
+    document: dict[str, object] = {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+    }
+    if scopes:
+        document["scope"] = " ".join(scopes)
+    return document

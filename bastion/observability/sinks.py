@@ -23,6 +23,8 @@ import threading
 from pathlib import Path
 from typing import Final, Protocol
 
+from bastion.observability.syslog import SyslogSink, open_syslog_sink
+
 FLUSH_BYTES: Final = 64 * 1024
 MAX_BUFFER_BYTES: Final = 8 * 1024 * 1024
 CLOSE_TIMEOUT: Final = 5.0
@@ -336,14 +338,19 @@ class MemorySink:
         self.closed = True
 
 
-def open_sink(spec: str) -> StdoutSink | FileSink | None:
+def open_sink(spec: str) -> StdoutSink | FileSink | SyslogSink | None:
     """The sink named by the `access_log.sink` setting: `stdout`, `stderr`, `off` or a path.
 
+    `syslog+tcp://host:port` and `syslog+tls://host:port?ca=FILE` name a syslog collector
+    (see `bastion.observability.syslog`).
+
     Raises:
-        OSError: A file path cannot be opened for appending.
+        OSError: A file path cannot be opened for appending, or a syslog URL is invalid.
     """
     if spec == "off":
         return None
+    if spec.startswith(("syslog+tcp://", "syslog+tls://")):
+        return open_syslog_sink(spec)
     if spec == "stdout":
         return StdoutSink(1)
     if spec == "stderr":

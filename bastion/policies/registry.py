@@ -8,8 +8,10 @@ from bastion.core.policy import Policy
 from bastion.policies.acl.policy import ACLPolicy
 from bastion.policies.api_key.policy import APIKeyPolicy
 from bastion.policies.basic_auth.policy import BasicAuthPolicy
+from bastion.policies.brute_force.policy import BruteForcePolicy
 from bastion.policies.cors.policy import CORSPolicy
 from bastion.policies.injection_guard.policy import InjectionGuardPolicy
+from bastion.policies.introspection.policy import IntrospectionPolicy
 from bastion.policies.ip_filter.policy import IPFilterPolicy
 from bastion.policies.jwt.policy import JWTPolicy
 from bastion.policies.openapi.policy import OpenAPIPolicy
@@ -33,6 +35,8 @@ BUILTIN_POLICIES: dict[str, type[Policy[Any]]] = {
         APIKeyPolicy,
         BasicAuthPolicy,
         JWTPolicy,
+        IntrospectionPolicy,
+        BruteForcePolicy,
         ScopesPolicy,
         ACLPolicy,
         RateLimitPolicy,

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bastion.admin.dashboard import Dashboard, DashboardFeed
 from bastion.clock import SystemClock
 from bastion.config.loader import load_config
 from bastion.config.models import GatewayConfig, ListenerConfig, parse_bind
@@ -32,6 +33,12 @@ from bastion.errors import ConfigError
 from bastion.gateway.app import Gateway
 from bastion.gateway.build import build_gateway, counters_for, uses_rate_limit
 from bastion.observability.access_log import AccessLog
+from bastion.observability.anomaly import (
+    AnomalyAlert,
+    AnomalyDetector,
+    AnomalyEvents,
+    WithAnomalyDetection,
+)
 from bastion.observability.events import SecurityEvents
 from bastion.observability.metrics import (
     CONTENT_TYPE as METRICS_CONTENT_TYPE,
@@ -166,6 +173,7 @@ class Server:
                 scheme = "http"
             await self._listen(f"listeners[{index}]", host, port, app, limits, scheme, ssl_context)
         if self.with_admin and config.admin is not None:
+            from bastion.admin.api import AdminAPI
             from bastion.admin.app import AdminApp
 
             host, port = parse_bind(config.admin.bind)
@@ -176,6 +184,8 @@ class Server:
                 status=self.status,
                 metrics=self._render_metrics if self.metrics is not None else None,
                 metrics_content_type=METRICS_CONTENT_TYPE.encode(),
+                api=AdminAPI(self),
+                dashboard=self._dashboard(token),
             )
             self._admin = admin
             await self._listen("admin", host, port, admin, limits, "http", None)
@@ -259,6 +269,7 @@ class Server:
         events_sink = self._sink if spec is None else self._security_sink
         self._events = SecurityEvents(events_sink, clock) if events_sink is not None else None
         self.metrics: Metrics | None = None
+        self.dashboard_feed: DashboardFeed | None = None
         if self.with_admin and self.config.admin is not None:
             metrics = self.metrics = Metrics(clock)
             self._registry = new_registry(metrics)
@@ -277,7 +288,41 @@ class Server:
             for name, sink in sinks.items():
                 if sink is not None:
                     metrics.watch_log(name, _dropped_lines(sink))
-        return RequestRecorder(access_log=access_log, metrics=self.metrics, events=self._events)
+            # The dashboard's feed sees refused requests first, then hands them to the events.
+            self.dashboard_feed = DashboardFeed(metrics, clock, forward=self._events)
+        events = self.dashboard_feed or self._events
+        log_hook = self._anomaly_detection(access_log, events_sink, clock)
+        return RequestRecorder(access_log=log_hook, metrics=self.metrics, events=events)
+
+    def _anomaly_detection(
+        self, access_log: AccessLog | None, events_sink: Sink | None, clock: SystemClock
+    ) -> AccessLog | WithAnomalyDetection | None:
+        """Score clients after the access log line; alerts go to the events and the dashboard."""
+        settings = self.config.anomaly
+        if not settings.enabled:
+            return access_log
+        writers = [AnomalyEvents(events_sink)] if events_sink is not None else []
+        feed = self.dashboard_feed
+
+        def alert(found: AnomalyAlert) -> None:
+            for write in writers:
+                write(found)
+            if feed is not None:
+                feed.anomaly(found)
+
+        detector = AnomalyDetector(
+            clock,
+            alert,
+            threshold=settings.threshold,
+            min_requests=settings.min_requests,
+            half_life=settings.half_life,
+        )
+        return WithAnomalyDetection(access_log, detector)
+
+    def _dashboard(self, token: str | None) -> Dashboard | None:
+        if self.dashboard_feed is None:
+            return None
+        return Dashboard(self.dashboard_feed, token=token, clock=SystemClock())
 
     def _bind_routes(self) -> None:
         if self.metrics is not None:
@@ -316,6 +361,23 @@ class Server:
             return False
         try:
             new_config = load_config(self.config_path)
+        except ConfigError as exc:
+            _log.error("reload refused, still serving the previous config: %s", exc)
+            self._reloaded(False, str(exc))
+            return False
+        try:
+            self.apply_config(new_config)
+        except ConfigError:
+            return False  # apply_config logged and counted it
+        return True
+
+    def apply_config(self, new_config: GatewayConfig) -> None:
+        """Swap in a validated config atomically (SIGHUP and `PUT /admin/config`).
+
+        Raises:
+            ConfigError: the gateway could not be built; the previous config keeps serving.
+        """
+        try:
             counters = counters_for(new_config, self.counters)
             gateway, pools = build_gateway(
                 new_config, loop=self.loop, access_log=self._access_log, counters=counters
@@ -323,7 +385,7 @@ class Server:
         except ConfigError as exc:
             _log.error("reload refused, still serving the previous config: %s", exc)
             self._reloaded(False, str(exc))
-            return False
+            raise
         if counters is not self.counters:  # the counters setting changed
             retired, self.counters = self.counters, counters
             self.loop.create_task(retired.close())
@@ -344,7 +406,6 @@ class Server:
         self._bind_routes()
         self._watch_certificates()
         self._reloaded(True)
-        return True
 
     async def shutdown(self, drain_seconds: float | None = None) -> None:
         """Stop accepting, drain in-flight requests for up to `drain_seconds`, close all."""

@@ -353,3 +353,24 @@ def test_access_log_holds_no_token(bank: Deployment) -> None:
     assert request_id in text
     assert secret not in text
     assert secret.rsplit(".", 1)[1] not in text  # not even the signature
+
+
+# Last in the module: it locks the test client's address out for the rest of the lockout.
+def test_guessing_tokens_from_one_address_gets_locked_out(bank: Deployment) -> None:
+    statuses = []
+    with bank.client() as client:
+        for _ in range(30):
+            forged = sign(
+                claims(time.time(), iss=ISSUER, aud="bank", sub=ALICE), ec_key("guess"), alg="ES256"
+            )
+            response = client.get("/v2/accounts", headers=bearer(forged))
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                break
+        # Once locked, even a valid token from this address waits out the lockout.
+        locked = client.get("/v2/accounts", headers=bearer(token()))
+    assert statuses[-1] == 429, statuses
+    assert set(statuses[:-1]) == {401}
+    assert locked.status_code == 429
+    assert _problem(locked, 429)["code"] == "too_many_failures"
+    assert int(locked.headers["retry-after"]) > 0

@@ -186,7 +186,7 @@ def _report_bucket(results: list[tuple[float, float, int]], admitted: int) -> No
 def test_two_processes_sharing_redis_admit_exactly_the_limit(tmp_path: Path) -> None:
     require_redis()
     prefix = unique_prefix()
-    counters = f"redis://127.0.0.1:6379/0?prefix={prefix}"
+    counters = f"redis://127.0.0.1:6379/0?prefix={prefix}&timeout_ms=1000"
     try:
         with (
             running_upstream() as (upstream_port, _),
@@ -213,7 +213,7 @@ def test_one_process_with_memory_counters_admits_exactly_the_limit(tmp_path: Pat
 def test_steady_demand_over_a_60_s_window_across_two_processes(tmp_path: Path) -> None:
     require_redis()
     prefix = unique_prefix()
-    counters = f"redis://127.0.0.1:6379/0?prefix={prefix}"
+    counters = f"redis://127.0.0.1:6379/0?prefix={prefix}&timeout_ms=1000"
     try:
         with (
             running_upstream() as (upstream_port, _),
@@ -236,7 +236,7 @@ def test_killing_redis_under_load_applies_the_failure_mode_and_recovers(tmp_path
     with private_redis() as redis_server, running_upstream() as (upstream_port, _):
         # A dead Redis refuses connections at once; the timeout only has to outlast a busy
         # machine's scheduling delays, or healthy calls degrade (and deny) before the kill.
-        counters = f"redis://127.0.0.1:{redis_server.port}/0?timeout_ms=300"
+        counters = f"redis://127.0.0.1:{redis_server.port}/0?timeout_ms=500"
         with _gateways(tmp_path, upstream_port, counters, policy, 1) as ports:
             timeline: dict[str, float] = {}
 

@@ -13,6 +13,7 @@ from bastion.cli.main import main
 from bastion.errors import Reject
 from bastion.oauth.clients import ClientCredentials, authenticate_client
 from bastion.oauth.errors import OAuthError
+from bastion.oauth.grant_store import GrantStore
 from bastion.store.sqlite import SQLiteStore
 
 
@@ -86,3 +87,52 @@ def test_clients_add_refuses_a_malformed_scope(config: Path):
     code, _, err = run(config, "clients", "add", "billing", "--scope", 'bad"scope')
     assert code == 2
     assert "scope" in err
+
+
+def test_clients_add_registers_a_public_client_with_exact_redirect_uris(config: Path):
+    code, out, err = run(
+        config,
+        "clients",
+        "add",
+        "spa",
+        "--public",
+        "--grant",
+        "authorization_code",
+        "--redirect-uri",
+        "https://app.example.test/cb",
+        "--redirect-uri",
+        "http://127.0.0.1:5173/cb",
+    )
+    assert code == 0, err
+    assert out == ""  # no secret to show
+    client_id = err.split("client id: ")[1].split()[0]
+
+    async def stored() -> tuple[str, frozenset[str]]:
+        store = SQLiteStore(config.parent / "var" / "bastion.db")
+        try:
+            record = await store.get_oauth_client(client_id)
+            assert record is not None
+            return record.secret_digest, await GrantStore(store).redirect_uris(client_id)
+        finally:
+            await store.close()
+
+    digest, uris = asyncio.run(stored())
+    assert digest == ""
+    assert uris == {"https://app.example.test/cb", "http://127.0.0.1:5173/cb"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--redirect-uri", "http://app.example.test/cb"),
+        ("--redirect-uri", "https://app.example.test/cb#x"),
+        ("--public", "--grant", "client_credentials"),
+    ],
+    ids=["plain-http", "fragment", "public-client-credentials"],
+)
+def test_clients_add_refuses_bad_redirect_uris_and_public_client_credentials(
+    config: Path, args: tuple[str, ...]
+):
+    code, out, _ = run(config, "clients", "add", "bad", *args)
+    assert code == 2
+    assert out == ""

@@ -98,5 +98,14 @@ async def test_metadata_describes_the_endpoints(server: AuthorizationServer):
     assert document["issuer"] == ISSUER
     assert document["token_endpoint"] == f"{ISSUER}/oauth/token"
     assert document["jwks_uri"] == f"{ISSUER}/.well-known/jwks.json"
-    assert document["grant_types_supported"] == ["client_credentials"]
+    assert document["authorization_endpoint"] == f"{ISSUER}/oauth/authorize"
+    assert document["grant_types_supported"] == [
+        "client_credentials",
+        "authorization_code",
+        "refresh_token",
+    ]
     assert "password" not in str(document["grant_types_supported"])
+    assert "implicit" not in str(document["grant_types_supported"])
+    assert document["response_types_supported"] == ["code"]
+    assert document["code_challenge_methods_supported"] == ["S256"]
+    assert "none" in str(document["token_endpoint_auth_methods_supported"])

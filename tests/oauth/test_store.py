@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bastion.clock import FakeClock
+from bastion.oauth.grant_store import CodeGrant, GrantStore, RefreshGrant
 from bastion.store import open_store
 from bastion.store.base import OAuthClientRecord, StoreConflict, StoreNotFound
 from bastion.store.sql import SQLStore
@@ -86,3 +87,42 @@ async def test_server_issues_tokens_on_either_store(sql_store: SQLStore):
     assert await issue(server, client)
     (key,) = await sql_store.list_signing_keys(0)
     assert key.alg == "ES256"
+
+
+async def test_codes_are_single_use_in_both_stores(sql_store: SQLStore):
+    server = make_server(sql_store, FakeClock())
+    client = await add_client(server, grants=["authorization_code"])
+    grants = GrantStore(sql_store)
+    grant = CodeGrant(client.id, "c_1", "https://app.example.test/cb", "read", "x" * 43, "fam1")
+    await grants.add_code("the-code", grant, now=100.0)
+    assert await grants.use_code("the-code", now=101.0) == ("ok", grant)
+    assert await grants.use_code("the-code", now=102.0) == ("reused", None)
+    assert await grants.use_code("other-code", now=102.0) == ("invalid", None)
+    await grants.add_code("late-code", grant, now=100.0)
+    assert await grants.use_code("late-code", now=161.0) == ("invalid", None)
+
+
+async def test_refresh_token_reuse_revokes_the_family_in_both_stores(sql_store: SQLStore):
+    server = make_server(sql_store, FakeClock())
+    client = await add_client(server, grants=["authorization_code", "refresh_token"])
+    grants = GrantStore(sql_store)
+    family = RefreshGrant("fam1", client.id, "c_1", "read", expires_at=1_000.0)
+    await grants.add_refresh_token("rt-1", family, now=100.0)
+    assert await grants.use_refresh_token("rt-1", now=101.0) == ("ok", family)
+    await grants.add_refresh_token("rt-2", family, now=101.0)
+    assert not await grants.family_is_revoked("fam1")
+    assert await grants.use_refresh_token("rt-1", now=102.0) == ("reused", None)
+    assert await grants.family_is_revoked("fam1")
+    assert await grants.use_refresh_token("rt-2", now=103.0) == ("invalid", None)
+
+
+async def test_redirect_uris_follow_their_client_in_both_stores(sql_store: SQLStore):
+    server = make_server(sql_store, FakeClock())
+    client = await add_client(server)
+    grants = GrantStore(sql_store)
+    await grants.set_redirect_uris(client.id, ["https://a.example/cb", "https://a.example/cb"])
+    assert await grants.redirect_uris(client.id) == {"https://a.example/cb"}
+    with pytest.raises(ValueError, match="redirect URI"):
+        await grants.set_redirect_uris(client.id, ["http://a.example/cb"])
+    await sql_store.remove_oauth_client(client.id, actor="test")
+    assert await grants.redirect_uris(client.id) == frozenset()

@@ -1,0 +1,1 @@
+"""The brute_force policy: lock out sources of repeated failed authentications."""

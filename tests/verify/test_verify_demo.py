@@ -1,0 +1,109 @@
+"""`bastion verify` against `bastion run` serving the banking demo config (issue 10's test)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from bastion.cli.demo import BANK_CONFIG, demo_identity_provider
+from bastion.cli.main import main
+from tests.integration.harness import free_ports, running_upstream
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+ADMIN_TOKEN = "verify-demo-admin-token-0123456789"
+BODY_LIMIT = "  size_limit: {max_body_bytes: 16384}\n"
+
+
+def _wait_ready(admin_port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"bastion exited early with {process.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{admin_port}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("bastion did not become ready")
+
+
+@pytest.fixture(params=["demo", "demo-without-size-limit"])
+def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """`bastion run` on examples/bank/bastion.yaml (or a copy without its body limit) on free
+    ports, in front of the echo upstream; yields the variant and the environment it read."""
+    https, redirect, admin = free_ports(3)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    jwks, tokens = demo_identity_provider(state)
+    source = REPO / BANK_CONFIG
+    served = source
+    if request.param == "demo-without-size-limit":
+        text = source.read_text()
+        assert BODY_LIMIT in text
+        served = tmp_path / "served.yaml"  # with a copy of the openapi.yaml it names
+        served.write_text(text.replace(BODY_LIMIT, ""))
+        shutil.copy(source.parent / "openapi.yaml", tmp_path / "openapi.yaml")
+    with running_upstream() as (upstream, _seen):
+        env = {
+            **os.environ,
+            "BASTION_ADMIN_TOKEN": ADMIN_TOKEN,
+            "BASTION_STATE_DIR": str(state),
+            "BASTION_ACCESS_LOG": str(tmp_path / "access.log"),
+            "BANK_HTTPS_BIND": f"127.0.0.1:{https}",
+            "BANK_HTTP_BIND": f"127.0.0.1:{redirect}",
+            "BANK_ADMIN_BIND": f"127.0.0.1:{admin}",
+            "BANK_UPSTREAM": f"http://127.0.0.1:{upstream}",
+            "BANK_JWKS_FILE": str(jwks),
+            "VERIFY_TOKEN": tokens["cus_alice0001"],
+        }
+        with (tmp_path / "gateway.out").open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bastion", "run", "-c", str(served)],
+                stdout=out,
+                stderr=out,
+                env=env,
+                cwd=REPO,
+            )
+        try:
+            _wait_ready(admin, process)
+            yield request.param, env
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def test_verify_on_the_demo_config_passes_and_names_a_missing_policy(
+    demo: tuple[str, dict[str, str]],
+) -> None:
+    variant, env = demo
+    args = [
+        "verify",
+        "-c",
+        str(REPO / BANK_CONFIG),
+        "--access-log",
+        env["BASTION_ACCESS_LOG"],
+        "--auth",
+        "Bearer " + env["VERIFY_TOKEN"],
+    ]
+    result = CliRunner(env=env).invoke(main, args, terminal_width=200)
+    if variant == "demo":
+        assert "FAIL" not in result.output, result.output
+        assert result.exit_code == 0
+        for line in ("HSTS over HTTPS", "version v0 past its sunset", "verify passed"):
+            assert line in result.output
+    else:
+        assert result.exit_code == 1
+        line = "FAIL size_limit on route transfers: 16385-byte body: expected 413, got"
+        assert line in result.output
