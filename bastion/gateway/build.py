@@ -5,40 +5,23 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pydantic import BaseModel
-
 from bastion.clock import Clock, SystemClock
-from bastion.config.models import GatewayConfig, RouteConfig, ServiceConfig, UpstreamConfig
-from bastion.core.chain import Chain
-from bastion.core.policy import Policy, PolicyDeps
-from bastion.core.router import Router, RouteSpec
+from bastion.config.models import GatewayConfig, ServiceConfig, UpstreamConfig
+from bastion.core.policy import Policy
+from bastion.core.router import Router
 from bastion.counters import make_counters
 from bastion.counters.base import Counters
 from bastion.errors import ConfigError
 from bastion.gateway.app import AccessLogger, Gateway
+from bastion.gateway.compile import compile_chains
 from bastion.gateway.routes import CompiledRoute
 from bastion.oauth.routes import oauth_handlers
 from bastion.oauth.setup import EXTRAS_KEY, authorization_server
-from bastion.policies.registry import BUILTIN_POLICIES
-from bastion.policies.trusted_proxy.config import TrustedProxyConfig
 from bastion.proxy.tls import client_context
 from bastion.proxy.upstream import Target, UpstreamPool, UpstreamSettings
 from bastion.store import gateway_store
 
 AnyPolicy = Policy[Any]
-
-
-def _instantiate(
-    configured: dict[str, BaseModel], deps: PolicyDeps, where: str
-) -> dict[str, AnyPolicy]:
-    policies: dict[str, AnyPolicy] = {}
-    for name, config in configured.items():
-        cls = BUILTIN_POLICIES[name]
-        try:
-            policies[name] = cls(config, deps)
-        except (ValueError, OSError) as exc:
-            raise ConfigError(f"{where}.{name}", str(exc)) from exc
-    return policies
 
 
 def _pool(service: ServiceConfig, loop: asyncio.AbstractEventLoop) -> UpstreamPool:
@@ -56,19 +39,6 @@ def _pool(service: ServiceConfig, loop: asyncio.AbstractEventLoop) -> UpstreamPo
         fail_timeout=upstream.fail_timeout,
     )
     return UpstreamPool(targets, settings, loop=loop, ssl_context=ssl_context)
-
-
-def _route_spec(route: RouteConfig) -> RouteSpec:
-    methods = frozenset(route.methods) if route.methods else None
-    if methods is not None and "GET" in methods:
-        methods = methods | {"HEAD"}  # HEAD is GET without a body (RFC 9110 §9.3.2)
-    return RouteSpec(
-        name=route.name,
-        paths=tuple(route.paths),
-        methods=methods,
-        hosts=tuple(route.hosts) if route.hosts else None,
-        path_match=route.path_match,
-    )
 
 
 def counters_for(
@@ -119,60 +89,24 @@ def build_gateway(
     except ValueError as exc:
         raise ConfigError("oauth", str(exc)) from exc
     extras: dict[str, Any] = {EXTRAS_KEY: oauth} if oauth is not None else {}
-    https_port = config.https_port
-    global_configs = dict(config.global_policies.configured())
-    if "trusted_proxy" not in global_configs:
-        global_configs["trusted_proxy"] = TrustedProxyConfig(proxies=config.trusted_proxies)
-    global_policies = _instantiate(
-        global_configs,
-        PolicyDeps(
-            clock=clock, https_port=https_port, counters=counters, store=store, extras=extras
-        ),
-        "global_policies",
-    )
-    routes: list[tuple[RouteSpec, CompiledRoute]] = []
-    pools: list[UpstreamPool] = []
-    for s_index, service in enumerate(config.services):
-        pool = _pool(service, loop)
-        pools.append(pool)
-        service_policies = _instantiate(
-            service.policies.configured(),
-            PolicyDeps(
-                clock=clock,
-                service=service.name,
-                https_port=https_port,
-                counters=counters,
-                store=store,
-                extras=extras,
-            ),
-            f"services[{s_index}].policies",
-        )
-        for r_index, route in enumerate(service.routes):
-            own = _instantiate(
-                route.policies.configured(),
-                PolicyDeps(
-                    clock=clock,
-                    route=route.name,
-                    service=service.name,
-                    https_port=https_port,
-                    counters=counters,
-                    store=store,
-                    extras=extras,
-                ),
-                f"services[{s_index}].routes[{r_index}].policies",
-            )
-            merged = {**global_policies, **service_policies, **own}
-            compiled = CompiledRoute(
+    compiled = compile_chains(config, clock=clock, counters=counters, extras=extras)
+    pools = [_pool(service, loop) for service in config.services]
+    routes = [
+        (
+            spec,
+            CompiledRoute(
                 name=route.name,
-                service=service.name,
-                chain=Chain(list(merged.values())),
-                pool=pool,
-                preserve_host=service.upstream.preserve_host,
-            )
-            routes.append((_route_spec(route), compiled))
+                service=route.service,
+                chain=route.chain,
+                pool=pools[route.service_index],
+                preserve_host=config.services[route.service_index].upstream.preserve_host,
+            ),
+        )
+        for spec, route in compiled.routes
+    ]
     gateway = Gateway(
         Router(routes),
-        Chain(list(global_policies.values())),
+        compiled.global_chain,
         access_log=access_log,
         loop=loop,
         clock=clock,

@@ -1,8 +1,8 @@
 """Compiles a `GatewayConfig`'s policies into chains and a router, with no upstream or I/O.
 
 Both front doors use it: the ASGI middleware serves these chains with the wrapped app as the
-terminal step; `build.py` could wrap the same routes with their upstream pools (same merge
-rules: global, then service, then route policies, the most specific winning by name).
+terminal step; `build.py` wraps the same routes with their services' upstream pools. Merge rules:
+global, then service, then route policies, the most specific winning by name.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class RouteChain:
     name: str
     service: str
     chain: Chain
+    service_index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class CompiledChains:
     router: Router[RouteChain]
     global_chain: Chain
     counters: Counters
+    routes: tuple[tuple[RouteSpec, RouteChain], ...] = ()
 
 
 def instantiate_policies(
@@ -138,6 +140,8 @@ def compile_chains(
                 f"services[{s_index}].routes[{r_index}].policies",
             )
             merged = {**global_policies, **service_policies, **own}
-            compiled = RouteChain(route.name, service.name, Chain(list(merged.values())))
-            routes.append((route_spec(route), compiled))
-    return CompiledChains(Router(routes), Chain(list(global_policies.values())), counters)
+            chain = Chain(list(merged.values()))
+            routes.append((route_spec(route), RouteChain(route.name, service.name, chain, s_index)))
+    return CompiledChains(
+        Router(routes), Chain(list(global_policies.values())), counters, tuple(routes)
+    )
