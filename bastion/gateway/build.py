@@ -7,7 +7,6 @@ from typing import Any
 
 from bastion.clock import Clock, SystemClock
 from bastion.config.models import GatewayConfig, ServiceConfig, UpstreamConfig
-from bastion.core.policy import Policy
 from bastion.core.router import Router
 from bastion.counters import make_counters
 from bastion.counters.base import Counters
@@ -20,8 +19,6 @@ from bastion.oauth.setup import EXTRAS_KEY, authorization_server
 from bastion.proxy.tls import client_context
 from bastion.proxy.upstream import Target, UpstreamPool, UpstreamSettings
 from bastion.store import gateway_store
-
-AnyPolicy = Policy[Any]
 
 
 def _pool(service: ServiceConfig, loop: asyncio.AbstractEventLoop) -> UpstreamPool:
