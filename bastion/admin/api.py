@@ -115,6 +115,10 @@ class ConfigHost(Protocol):
         """The config file (relative paths in a PUT config are relative to its folder)."""
         ...
 
+    def admin_event(self, action: str, *, success: bool) -> None:
+        """Record a security event for a change made through the admin API."""
+        ...
+
     def apply_config(self, config: GatewayConfig) -> None:
         """Swap in `config` atomically, as SIGHUP does.
 
@@ -265,6 +269,16 @@ class AdminAPI:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, exchange: Exchange, call: Call) -> None:
+        changes = call.operation.method != "GET"
+        success = False
+        try:
+            success = await self._answer(exchange, call)
+        finally:
+            if changes:  # every attempted change is a security event, refused ones too
+                self.host.admin_event(call.operation.operation_id, success=success)
+
+    async def _answer(self, exchange: Exchange, call: Call) -> bool:
+        """Run one operation and answer; True when it succeeded."""
         try:
             if call.operation.request is not None:
                 data = _json_object(call.body)
@@ -278,26 +292,27 @@ class AdminAPI:
         except Reject as reject:
             if not exchange.finished:
                 exchange.reject(reject)
-            return
+            return False
         except StoreNotFound:
             if not exchange.finished:
                 exchange.reject(NotFound(NO_SUCH_RESOURCE))
-            return
+            return False
         except StoreConflict:
             if not exchange.finished:
                 exchange.reject(Conflict(TAKEN))
-            return
+            return False
         except StoreUnavailable:
             if not exchange.finished:
                 exchange.reject(ServiceUnavailable(STORE_DOWN))
-            return
+            return False
         except Exception:  # noqa: BLE001 - an admin bug answers 500 with a fixed message
             _log.exception("admin operation %s failed", call.operation.operation_id)
             if not exchange.finished:
                 exchange.reject(InternalError(FAILED))
-            return
+            return False
         if not exchange.finished:
             exchange.send_response(_response(reply))
+        return True
 
     # -- consumers ---------------------------------------------------------------------------
 

@@ -159,6 +159,25 @@ class SecurityEvents:
             doc["error"] = {"message": redact(error)}
         self._write(doc)
 
+    def admin_change(self, action: str, *, success: bool) -> None:
+        """Write the event of a change attempted through the admin API (never its values)."""
+        doc: dict[str, object] = {
+            "@timestamp": self._timestamp(),
+            "ecs": self._ecs,
+            "message": f"admin API: {action}" + ("" if success else " (refused)"),
+            "event": {
+                "kind": "event",
+                "category": ["configuration", "iam"],
+                "type": ["change"],
+                "action": f"admin-{action}",
+                "dataset": DATASET,
+                "outcome": "success" if success else "failure",
+            },
+            "service": self._service,
+            "user": {"name": "admin-api"},
+        }
+        self._write(doc)
+
     def _write(self, doc: dict[str, object]) -> None:
         try:
             line = orjson.dumps(doc, option=_OPT)

@@ -230,6 +230,11 @@ class Server:
         self._servers.append(server)
         _log.info("listening on %s://%s:%d", scheme, default_host, port)
 
+    def admin_event(self, action: str, *, success: bool) -> None:
+        """A change made through the admin API, as a security event."""
+        if self._events is not None:
+            self._events.admin_change(action, success=success)
+
     def status(self) -> dict[str, object]:
         """Facts for `/status`: config revision and connection counts."""
         return {
@@ -283,6 +288,12 @@ class Server:
                 "bastion_requests_in_flight",
                 "Requests of this worker being served right now.",
                 lambda: self.dispatcher.target.in_flight,
+            )
+            metrics.gauge(
+                "bastion_backend_degraded",
+                "1 while the shared rate-limit counters (Redis) are unavailable and "
+                "on_backend_error applies, else 0.",
+                lambda: int(bool(getattr(self.counters, "degraded", False))),
             )
             sinks = {"access": self._sink, "security": self._security_sink}
             for name, sink in sinks.items():

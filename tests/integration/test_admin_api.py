@@ -323,3 +323,26 @@ def test_openapi_document_is_valid_and_lists_every_operation(gateway: RunningGat
     validate(document)
     operations = {op["operationId"] for item in document["paths"].values() for op in item.values()}
     assert {"createConsumer", "issueKey", "revokeKey", "putConfig", "createClient"} <= operations
+
+
+def test_admin_changes_are_security_events(gateway: RunningGateway, tmp_path: Path) -> None:
+    import json
+
+    from tests.observability.ecs import ecs_errors
+
+    with _admin(gateway) as admin:
+        assert admin.post("/admin/consumers", json={"name": "carol"}).status_code == 201
+        assert admin.post("/admin/consumers", json={"name": "carol"}).status_code == 409
+        assert admin.get("/admin/consumers").status_code == 200  # reads are not events
+    log = tmp_path / "access.log"
+
+    def admin_events() -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line]
+        return [e for e in lines if str(e.get("event", {}).get("action", "")).startswith("admin-")]
+
+    assert _until(lambda: len(admin_events()) == 2)
+    events = admin_events()
+    assert [e["event"]["outcome"] for e in events] == ["success", "failure"]
+    assert all(e["event"]["dataset"] == "bastion.security" for e in events)
+    assert all(not ecs_errors(e) for e in events)
+    assert "carol" not in log.read_text()  # the event names the operation, never the values

@@ -41,6 +41,7 @@ FIELDS: dict[str, tuple[EcsType, bool]] = {
     "service.name": ("keyword", False),
     "trace.id": ("keyword", False),
     "user.id": ("keyword", False),
+    "user.name": ("keyword", False),
     "user_agent.original": ("keyword", False),
     "error.message": ("text", False),
 }
@@ -51,6 +52,7 @@ OUTCOMES = {"failure", "success", "unknown"}
 CATEGORY_TYPES: dict[str, set[str]] = {
     "authentication": {"start", "end", "info"},
     "configuration": {"access", "change", "creation", "deletion", "info"},
+    "iam": {"admin", "change", "creation", "deletion", "group", "info", "user"},
     "intrusion_detection": {"allowed", "denied", "info"},
     "web": {"access", "error", "info"},
 }
