@@ -30,6 +30,7 @@ from bastion.errors import (
 from bastion.gateway.forward import Forwarding
 from bastion.gateway.routes import CompiledRoute
 from bastion.http.headers import Headers
+from bastion.http.request import Request
 from bastion.http.response import Response, problem_response
 from bastion.proxy.downstream import Exchange, http_date
 
@@ -104,6 +105,22 @@ class Gateway:
             self._done(exchange, ctx, chain)
         except Respond as respond:
             self._respond(exchange, ctx, chain, respond)
+
+    def protocol_error(self, reject: Reject, request_id: str, peer_ip: str, scheme: str) -> None:
+        """Log a request the HTTP layer refused before it was parsed: one access-log line.
+
+        Smuggling attempts, malformed heads and slow clients get an access-log line and a
+        security event (the recorder's), without running any chain.
+        """
+        if self.access_log is None:
+            return
+        request = Request("-", "-", b"", Headers(), scheme="https" if scheme == "https" else "http")
+        request.peer_ip = request.client_ip = peer_ip
+        ctx = RequestContext(request, start=self.clock.monotonic(), request_id=request_id)
+        ctx.reject = reject
+        ctx.rejected_by = "http"
+        ctx.status = reject.status
+        self.access_log.record(ctx)
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         self._loop.create_task(coroutine)  # type: ignore[arg-type]  # a coroutine object

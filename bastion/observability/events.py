@@ -35,7 +35,16 @@ AUTHENTICATION_POLICIES: Final = frozenset({"api_key", "basic_auth", "jwt", "int
 INTRUSION_POLICIES: Final = frozenset({"injection_guard", "brute_force", "ip_filter"})
 # Codes that are intrusion-like whichever policy raised them.
 INTRUSION_CODES: Final = frozenset(
-    {"injection_detected", "locked_out", "ip_denied", "path_traversal", "scanner_detected"}
+    {
+        "injection_detected",
+        "locked_out",
+        "ip_denied",
+        "path_traversal",
+        "scanner_detected",
+        # Refused by the HTTP layer: smuggling-shaped framing and ambiguous paths.
+        "bad_framing",
+        "bad_path",
+    }
 )
 _OPT: Final = orjson.OPT_APPEND_NEWLINE
 

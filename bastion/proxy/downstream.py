@@ -705,7 +705,9 @@ class HTTPServerProtocol(asyncio.Protocol):
                 stub.close_after = True
                 stub.body_done = True
                 self._active = stub
-                stub.reject(reject)
+                request_id = new_request_id()
+                stub.reject(reject, request_id)
+                self._report_protocol_error(reject, request_id)
                 return
             exchange.close_after = True
             exchange.body_done = True
@@ -713,6 +715,16 @@ class HTTPServerProtocol(asyncio.Protocol):
         else:
             # An earlier pipelined response is still in progress: close once it is done.
             self._queue.clear()
+
+    def _report_protocol_error(self, reject: Reject, request_id: str) -> None:
+        """Tell the application about a request refused before it could be parsed (for logs)."""
+        report = getattr(self.app, "protocol_error", None)
+        if report is None:
+            return
+        try:
+            report(reject, request_id, self._peer_ip, self.scheme)
+        except Exception:  # noqa: BLE001 - reporting must never break the connection handling
+            _log.exception("reporting a protocol error failed")
 
     def close_if_idle(self) -> None:
         """Close now unless a request is being read or answered (graceful shutdown)."""

@@ -29,7 +29,7 @@ from bastion.admin.dashboard import Dashboard, DashboardFeed
 from bastion.clock import SystemClock
 from bastion.config.loader import load_config
 from bastion.config.models import GatewayConfig, ListenerConfig, parse_bind
-from bastion.errors import ConfigError
+from bastion.errors import ConfigError, Reject
 from bastion.gateway.app import Gateway
 from bastion.gateway.build import build_gateway, counters_for, uses_rate_limit
 from bastion.observability.access_log import AccessLog
@@ -79,6 +79,10 @@ class Dispatcher:
     def handle(self, exchange: Exchange) -> None:
         """Hand the request to the current gateway."""
         self.target.handle(exchange)
+
+    def protocol_error(self, reject: Reject, request_id: str, peer_ip: str, scheme: str) -> None:
+        """Let the current gateway log a request refused before it could be parsed."""
+        self.target.protocol_error(reject, request_id, peer_ip, scheme)
 
 
 def protocol_limits(config: GatewayConfig) -> ProtocolLimits:

@@ -68,3 +68,29 @@ def test_cors_preflight_204_carries_no_content_length(tmp_path) -> None:
     assert response.status_code == 204
     assert "content-length" not in response.headers  # RFC 9110 §8.6
     assert response.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_smuggling_attempt_refused_before_parsing_is_logged_as_an_alert(tmp_path) -> None:
+    import json
+    import time
+
+    from tests.integration.harness import running_gateway
+
+    with running_gateway(tmp_path) as running, running.connect() as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        response = read_response(sock)
+        request_id = json.loads(response.split(b"\r\n\r\n", 1)[1])["request_id"]
+        log = tmp_path / "access.log"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and request_id not in log.read_text():
+            time.sleep(0.1)
+    assert status_of(response) == 400
+    lines = [json.loads(line) for line in log.read_text().splitlines() if request_id in line]
+    alert = [line for line in lines if line["event"]["kind"] == "alert"]
+    assert alert, lines
+    assert alert[0]["event"]["category"] == ["intrusion_detection"]
+    assert alert[0]["bastion"]["policy"] == "http"
+    assert all("/smuggled" not in json.dumps(line) for line in lines)
