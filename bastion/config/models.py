@@ -245,6 +245,11 @@ class RouteConfig(Model):
     policies: PoliciesConfig = Field(
         default_factory=PoliciesConfig, description="Policies of this route."
     )
+    auth: Literal["all", "any"] = Field(
+        "all",
+        description="With several authentication policies: `all` must succeed, or `any` "
+        "(tried in priority order; the first that succeeds sets the identity).",
+    )
 
     @field_validator("hosts")
     @classmethod

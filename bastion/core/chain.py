@@ -47,11 +47,14 @@ class Chain:
         "policies",
     )
 
-    def __init__(self, policies: Sequence[AnyPolicy]) -> None:
+    def __init__(self, policies: Sequence[AnyPolicy], *, grouped: Sequence[AnyPolicy] = ()) -> None:
         ordered = sorted(policies, key=lambda p: p.priority, reverse=True)
         self.policies: tuple[AnyPolicy, ...] = tuple(ordered)
         self._rewrite = tuple(p for p in ordered if p.overrides("rewrite"))
-        self._access = tuple(p for p in ordered if p.overrides("access"))
+        # Members of an `AnyOf` group run their access phase through the group, not on their
+        # own. Compared by identity: the same instance may serve other routes ungrouped.
+        apart = {id(p) for p in grouped}
+        self._access = tuple(p for p in ordered if p.overrides("access") and id(p) not in apart)
         reverse = list(reversed(ordered))
         self._header = tuple(p for p in reverse if p.overrides("header_filter"))
         self._body = tuple(p for p in reverse if p.overrides("body_filter"))

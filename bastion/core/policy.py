@@ -86,6 +86,9 @@ class Policy(Generic[C]):
     config_model: ClassVar[type[PolicyConfig]]
     # Per class or per instance: a policy may decide in __init__ from its config.
     needs_request_body: bool = False
+    # Authenticators establish the identity; on a route with `auth: any` they are tried as a
+    # group (see `bastion.core.auth.AnyOf`) instead of each one having to succeed.
+    authenticates: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from bastion.clock import Clock, SystemClock
 from bastion.config.models import GatewayConfig, RouteConfig
+from bastion.core.auth import any_of_chain
 from bastion.core.chain import Chain
 from bastion.core.policy import Policy, PolicyDeps
 from bastion.core.router import Router, RouteSpec
@@ -126,21 +127,25 @@ def compile_chains(
             f"services[{s_index}].policies",
         )
         for r_index, route in enumerate(service.routes):
+            route_deps = PolicyDeps(
+                clock=clock,
+                route=route.name,
+                service=service.name,
+                https_port=https_port,
+                counters=counters,
+                store=store,
+                extras=extras,
+            )
             own = instantiate_policies(
                 route.policies.configured(),
-                PolicyDeps(
-                    clock=clock,
-                    route=route.name,
-                    service=service.name,
-                    https_port=https_port,
-                    counters=counters,
-                    store=store,
-                    extras=extras,
-                ),
+                route_deps,
                 f"services[{s_index}].routes[{r_index}].policies",
             )
             merged = {**global_policies, **service_policies, **own}
-            chain = Chain(list(merged.values()))
+            if route.auth == "any":
+                chain = any_of_chain(list(merged.values()), route_deps)
+            else:
+                chain = Chain(list(merged.values()))
             routes.append((route_spec(route), RouteChain(route.name, service.name, chain, s_index)))
     return CompiledChains(
         Router(routes), Chain(list(global_policies.values())), counters, tuple(routes)

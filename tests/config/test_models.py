@@ -512,3 +512,11 @@ def test_policy_setting_errors_name_the_full_path(policies_at, where):
 def test_unknown_policy_name_is_refused():
     line = only_error(document(services=[service("s", route("r", policies={"jwt_auth": {}}))]))
     assert line.startswith("services[0].routes[0].policies.jwt_auth: unknown setting")
+
+
+def test_route_auth_combination_is_all_by_default_and_accepts_any():
+    config = parse_config(document(services=[service("s", route("r", auth="any"))]))
+    assert config.services[0].routes[0].auth == "any"
+    assert parse_config(document(services=[service("s")])).services[0].routes[0].auth == "all"
+    line = only_error(document(services=[service("s", route("r", auth="some"))]))
+    assert line.startswith("services[0].routes[0].auth: ")

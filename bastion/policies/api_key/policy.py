@@ -52,6 +52,7 @@ class APIKeyPolicy(Policy[APIKeyConfig]):
 
     name = "api_key"
     priority = Priority.AUTHENTICATE + 30
+    authenticates = True
 
     def __init__(self, config: APIKeyConfig, deps: PolicyDeps) -> None:
         super().__init__(config, deps)

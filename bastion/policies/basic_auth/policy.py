@@ -40,6 +40,7 @@ class BasicAuthPolicy(Policy[BasicAuthConfig]):
 
     name = "basic_auth"
     priority = Priority.AUTHENTICATE + 20
+    authenticates = True
 
     def __init__(self, config: BasicAuthConfig, deps: PolicyDeps) -> None:
         super().__init__(config, deps)

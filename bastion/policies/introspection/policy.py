@@ -55,6 +55,7 @@ class IntrospectionPolicy(Policy[IntrospectionConfig]):
 
     name = "introspection"
     priority = Priority.AUTHENTICATE + 5
+    authenticates = True
 
     def __init__(self, config: IntrospectionConfig, deps: PolicyDeps) -> None:
         super().__init__(config, deps)

@@ -80,6 +80,7 @@ class JWTPolicy(Policy[JWTConfig]):
 
     name = "jwt"
     priority = Priority.AUTHENTICATE + 10
+    authenticates = True
 
     def __init__(self, config: JWTConfig, deps: PolicyDeps) -> None:
         super().__init__(config, deps)
