@@ -142,3 +142,13 @@ class CIDRSet:
 
     def __repr__(self) -> str:
         return f"CIDRSet({[str(network) for network in self._networks]!r})"
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a name or an address from a URL) is `localhost` or a loopback address."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

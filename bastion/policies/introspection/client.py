@@ -19,6 +19,8 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import httptools
 
+from bastion.http.collect import ResponseCollector
+
 _RECEIVE_SIZE = 65536
 _MAX_HEAD_BYTES = 16384
 
@@ -33,34 +35,6 @@ class Reply:
 
     status: int
     body: bytes
-
-
-class _Collector:
-    """httptools callbacks collecting one response, with a byte cap on the body."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.body = bytearray()
-        self.headers_done = False
-        self.complete = False
-        self.framed = False
-        self.too_large = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() in (b"content-length", b"transfer-encoding"):
-            self.framed = True
-
-    def on_headers_complete(self) -> None:
-        self.headers_done = True
-
-    def on_body(self, body: bytes) -> None:
-        if len(self.body) + len(body) > self.max_bytes:
-            self.too_large = True
-            return
-        self.body += body
-
-    def on_message_complete(self) -> None:
-        self.complete = True
 
 
 def basic_credentials(client_id: str, secret: str) -> str:
@@ -134,7 +108,7 @@ class IntrospectionClient:
     ) -> Reply:
         writer.write(request)
         await writer.drain()
-        collector = _Collector(self.max_bytes)
+        collector = ResponseCollector(self.max_bytes)
         parser = httptools.HttpResponseParser(collector)
         received = 0
         while not collector.complete:

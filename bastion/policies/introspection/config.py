@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Self
 from urllib.parse import urlsplit
@@ -11,17 +10,9 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from bastion.config.paths import ConfigPath
 from bastion.core.policy import PolicyConfig
+from bastion.http.cidr import is_loopback_host
 
 _REALM = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")  # a quoted-string without `"` or `\`
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class IntrospectionConfig(PolicyConfig):
@@ -128,7 +119,7 @@ class IntrospectionConfig(PolicyConfig):
             raise ValueError("introspection_endpoint must not contain whitespace")
         if parts.scheme == "https":
             return self
-        if parts.scheme == "http" and self.allow_insecure and _is_loopback(host):
+        if parts.scheme == "http" and self.allow_insecure and is_loopback_host(host):
             return self
         raise ValueError(
             "introspection_endpoint must use https (plain http only for a loopback host with"

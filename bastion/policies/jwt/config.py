@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Self
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ from pydantic import (
 
 from bastion.config.paths import ConfigPath
 from bastion.core.policy import PolicyConfig
+from bastion.http.cidr import is_loopback_host
 from bastion.policies.jwt.keys import (
     ASYMMETRIC_ALGORITHMS,
     HMAC_ALGORITHMS,
@@ -33,15 +33,6 @@ LOCAL_ISSUER_EXTRA = "oauth"
 
 _REALM = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")  # a quoted-string without `"` or `\`
 _CLAIM = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class JWTConfig(PolicyConfig):
@@ -237,7 +228,7 @@ class JWTConfig(PolicyConfig):
             raise ValueError("jwks_uri has an invalid port") from exc
         if parts.scheme == "https":
             return
-        if parts.scheme == "http" and self.allow_insecure_jwks and _is_loopback(host):
+        if parts.scheme == "http" and self.allow_insecure_jwks and is_loopback_host(host):
             return
         raise ValueError(
             "jwks_uri must use https (plain http only for a loopback host with"

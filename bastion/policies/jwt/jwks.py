@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from bastion.clock import Clock
+from bastion.http.collect import ResponseCollector
 from bastion.policies.jwt.keys import KeyLoadError, KeySet
 
 _log = logging.getLogger("bastion.jwt")
@@ -164,34 +165,6 @@ def file_fetcher(path: Path, max_bytes: int) -> Fetch:
     return fetch
 
 
-class _Response:
-    """httptools callbacks collecting one response, with a byte cap on the body."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.body = bytearray()
-        self.headers_done = False
-        self.complete = False
-        self.framed = False  # Content-Length or chunked: the end is known without a close
-        self.too_large = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() in (b"content-length", b"transfer-encoding"):
-            self.framed = True
-
-    def on_headers_complete(self) -> None:
-        self.headers_done = True
-
-    def on_body(self, body: bytes) -> None:
-        if len(self.body) + len(body) > self.max_bytes:
-            self.too_large = True
-            return
-        self.body += body
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-
-
 class HTTPSFetcher:
     """GET one URL with a total deadline and a byte cap; 200 is the only acceptable answer.
 
@@ -247,7 +220,7 @@ class HTTPSFetcher:
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
         writer.write(self._request)
         await writer.drain()
-        response = _Response(self.max_bytes)
+        response = ResponseCollector(self.max_bytes)
         parser = httptools.HttpResponseParser(response)
         received = 0
         while not response.complete:
