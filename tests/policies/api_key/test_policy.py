@@ -133,6 +133,21 @@ async def test_access_rejects_a_known_id_with_a_wrong_secret(cached, clock):
     assert reject.detail == INVALID_KEY
 
 
+async def test_a_verified_key_does_not_vouch_for_another_secret_with_its_id(cached, clock):
+    # After the real key is accepted, the policy remembers that verification; a key with the
+    # same id and another secret must still be refused on the (cached) fast path.
+    record, key = await _issue(cached)
+    policy = _policy(cached, clock)
+    await _access(policy, _with_key(key))  # loads the key and remembers the verification
+    assert policy.access(_with_key(key)) is None  # now answered from memory
+    _, other = new_api_key(record.id)
+    reject = await _rejected(policy, _with_key(other))
+    assert reject.detail == INVALID_KEY
+    accepted = _with_key(key)
+    await _access(policy, accepted)
+    assert accepted.identity is not None
+
+
 async def test_access_rejects_an_expired_key(cached, clock):
     _, key = await _issue(cached, expires_at=clock.time() - 1)
     reject = await _rejected(_policy(cached, clock), _with_key(key))
