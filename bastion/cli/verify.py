@@ -54,6 +54,21 @@ EXIT_USAGE = 2
     "limits and validation behind authentication.",
 )
 @click.option(
+    "--limited-auth",
+    "limited_auth",
+    multiple=True,
+    metavar="VALUE",
+    help="A credential that authenticates but lacks some route's scopes or groups (a JWT: its "
+    "claims say what it lacks), to prove the scopes and acl policies refuse it with 403.",
+)
+@click.option(
+    "--allow-lockout",
+    is_flag=True,
+    default=False,
+    help="Let the brute_force probe lock this machine's address out of a route for the "
+    "policy's cool-down (needed where credentials name no identity, such as bearer tokens).",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(0.1, 60),
     default=5.0,
@@ -66,12 +81,15 @@ def verify(
     output_format: str,
     access_log: Path | None,
     auth: tuple[str, ...],
+    limited_auth: tuple[str, ...],
+    allow_lockout: bool,
     timeout: float,
 ) -> None:
     """Send probes to the RUNNING gateway proving each configured policy fires.
 
-    Missing, forged and expired credentials must get 401, N+1 requests 429, oversized and
-    malformed bodies 413/400, plain HTTP a 308, HTTPS responses HSTS. Exit status 1 when any
+    Missing, forged and expired credentials must get 401, credentials without a route's scopes
+    or groups 403, repeated failures 429, N+1 requests 429, oversized and malformed bodies
+    413/400, plain HTTP a 308, HTTPS responses HSTS. Exit status 1 when any
     probe fails. Probes go to loopback addresses only.
     """
     from bastion.verify import VerifyOptions, run_verify
@@ -83,7 +101,14 @@ def verify(
         for line in exc.lines:
             click.echo(f"error: {line}", err=True)
         sys.exit(EXIT_USAGE)
-    options = VerifyOptions(base_url=base_url, access_log=access_log, auth=auth, timeout=timeout)
+    options = VerifyOptions(
+        base_url=base_url,
+        access_log=access_log,
+        auth=auth,
+        limited_auth=limited_auth,
+        allow_lockout=allow_lockout,
+        timeout=timeout,
+    )
     try:
         report = run_verify(config, options)
     except ValueError as exc:

@@ -76,11 +76,14 @@ def throwaway_token(config: JWTConfig, *, expired: bool) -> str:
         return jwt.encode(header, claims, key, algorithms=[algorithm])
 
 
-def signed_token(config: JWTConfig, *, expired: bool) -> str | None:
+def signed_token(
+    config: JWTConfig, *, expired: bool, claims: dict[str, object] | None = None
+) -> str | None:
     """A token signed with the route's own HMAC secret (None without one).
 
     Valid when not expired: it lets probes pass authentication to reach later policies. The
-    expired one proves the gateway checks `exp` on a correctly signed token.
+    expired one proves the gateway checks `exp` on a correctly signed token. `claims` adds to
+    or replaces the plausible defaults (a token without scopes or groups, for authorization).
     """
     if config.secret is None or config.issuer == "self":
         return None
@@ -88,4 +91,5 @@ def signed_token(config: JWTConfig, *, expired: bool) -> str | None:
     expires_in = -(3600 + int(config.leeway)) if expired else 300
     key = OctKey.import_key(config.secret.get_secret_value().encode())
     header = {"alg": algorithm, "typ": "JWT"}
-    return jwt.encode(header, _claims(config, expires_in=expires_in), key, algorithms=[algorithm])
+    payload = {**_claims(config, expires_in=expires_in), **(claims or {})}
+    return jwt.encode(header, payload, key, algorithms=[algorithm])

@@ -23,6 +23,7 @@ from bastion.policies.api_key.config import APIKeyConfig
 from bastion.policies.basic_auth.config import BasicAuthConfig
 from bastion.policies.cors.config import CORSConfig
 from bastion.policies.injection_guard.config import InjectionGuardConfig
+from bastion.policies.introspection.config import IntrospectionConfig
 from bastion.policies.ip_filter.config import IPFilterConfig
 from bastion.policies.jwt.config import JWTConfig
 from bastion.policies.rate_limit.config import RateLimitConfig
@@ -40,8 +41,8 @@ MAX_RATE_PROBE = 200
 """Largest limit (plus burst) the rate-limit probe exhausts; above it the probe is skipped."""
 MAX_BODY_PROBE = 8 * 1024 * 1024
 """Largest body the size probe sends (the limit plus one byte)."""
-AUTH_POLICIES = ("api_key", "basic_auth", "jwt")
-_SCHEMES = {"api_key": "ApiKey", "basic_auth": "Basic", "jwt": "Bearer"}
+AUTH_POLICIES = ("api_key", "basic_auth", "jwt", "introspection")
+_SCHEMES = {"api_key": "ApiKey", "basic_auth": "Basic", "jwt": "Bearer", "introspection": "Bearer"}
 _PAYLOADS = {
     "sqli": "' OR '1'='1' --",
     "xss": "<script>alert(1)</script>",
@@ -297,6 +298,9 @@ def auth_checks(session: Session, plan: RoutePlan, name: str, config: BaseModel)
         if own is not None:
             session.remember("JWT", own)
             forged.append(("expired token, real secret", [("Authorization", f"Bearer {own}")]))
+    elif isinstance(config, IntrospectionConfig):
+        token = session.remember("opaque token", secrets.token_urlsafe(32))
+        forged.append(("unknown opaque token", [("Authorization", f"Bearer {token}")]))
     for label, headers in forged:
         checks.append(
             _expect(

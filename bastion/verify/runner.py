@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bastion.config.models import GatewayConfig, ListenerConfig
+from bastion.policies.brute_force.config import BruteForceConfig
 from bastion.policies.cors.config import CORSConfig
 from bastion.policies.injection_guard.config import InjectionGuardConfig
 from bastion.policies.ip_filter.config import IPFilterConfig
@@ -23,7 +24,7 @@ from bastion.policies.security_headers.config import SecurityHeadersConfig
 from bastion.policies.size_limit.config import SizeLimitConfig
 from bastion.policies.versioning.config import VersioningConfig
 from bastion.proxy.tls import DEV_CERT_FILE
-from bastion.verify import probes
+from bastion.verify import authz, probes
 from bastion.verify.client import ProbeError, tls_context
 from bastion.verify.model import Check, VerifyReport
 from bastion.verify.targets import (
@@ -47,6 +48,10 @@ class VerifyOptions:
         access_log: The gateway's access log, searched afterwards for the credentials sent.
         auth: Credentials that pass the routes' authentication (`Bearer ...`, `Basic ...` or
             `Header: value`), needed to reach rate limits and validation behind it.
+        limited_auth: Credentials that authenticate but lack a route's scopes or groups, to
+            prove the scopes and acl policies refuse them.
+        allow_lockout: Let the brute_force probe lock this machine's address out of a route
+            for its cool-down (needed where credentials name no identity, e.g. bearer tokens).
         timeout: Seconds per request.
         log_wait: Longest wait, in seconds, for the gateway to flush its access log.
     """
@@ -54,6 +59,8 @@ class VerifyOptions:
     base_url: str | None = None
     access_log: Path | None = None
     auth: tuple[str, ...] = ()
+    limited_auth: tuple[str, ...] = ()
+    allow_lockout: bool = False
     timeout: float = 5.0
     log_wait: float = 6.0
 
@@ -91,7 +98,10 @@ def _context(endpoint: Endpoint, config: GatewayConfig) -> tuple[ssl.SSLContext,
 
 
 def _route_checks(
-    session: probes.Session, plan: RoutePlan, supplied: list[tuple[str, str]]
+    session: probes.Session,
+    plan: RoutePlan,
+    supplied: list[tuple[str, str]],
+    limited: list[tuple[str, str]],
 ) -> tuple[list[Check], bool, list[tuple[str, str]] | None]:
     """The route's probes except rate limits; whether it was reached; the credential used."""
     checks: list[Check] = []
@@ -118,6 +128,7 @@ def _route_checks(
     for name in probes.AUTH_POLICIES:
         if name in policies:
             checks.extend(probes.auth_checks(session, plan, name, policies[name]))
+    checks.extend(authz.authorization_checks(session, plan, policies, limited))
     size = policies.get("size_limit")
     if isinstance(size, SizeLimitConfig):
         checks.append(probes.size_check(session, plan, size, auth))
@@ -177,6 +188,7 @@ def run_verify(config: GatewayConfig, options: VerifyOptions) -> VerifyReport:
     """
     report = VerifyReport()
     supplied = [parse_auth(value) for value in options.auth]
+    limited = [parse_auth(value) for value in options.limited_auth]
     chosen = endpoint_from_url(options.base_url) if options.base_url else None
     endpoints, remote = listener_endpoints(config)
     for bind in remote:
@@ -206,16 +218,35 @@ def run_verify(config: GatewayConfig, options: VerifyOptions) -> VerifyReport:
     )
     for kind, value in supplied:
         session.remember(f"--auth {kind}", value)
+    for kind, value in limited:
+        session.remember(f"--limited-auth {kind}", value)
     log_start = _log_size(options.access_log) if options.access_log else 0
     deferred: list[tuple[RoutePlan, RateLimitConfig, list[tuple[str, str]] | None]] = []
+    lockouts: list[tuple[RoutePlan, BruteForceConfig, int]] = []
     for plan in plans:
-        checks, reached, auth = _route_checks(session, plan, supplied)
+        checks, reached, auth = _route_checks(session, plan, supplied, limited)
         report.checks.extend(checks)
         limit = plan.policies.get("rate_limit")
         if reached and isinstance(limit, RateLimitConfig):
             deferred.append((plan, limit, auth))
+        guard = plan.policies.get("brute_force")
+        if reached and isinstance(guard, BruteForceConfig):
+            # Every authentication probe of the route may have counted as a failure.
+            failures = sum(1 for check in checks if check.policy in probes.AUTH_POLICIES)
+            lockouts.append((plan, guard, failures))
     for plan, limit, auth in deferred:
         report.checks.extend(probes.rate_limit_checks(session, plan, limit, auth))
+    # Last: a lockout would turn the probes after it into 429s.
+    for plan, guard, failures in lockouts:
+        report.checks.extend(
+            authz.brute_force_checks(
+                session,
+                plan,
+                guard,
+                failures_sent=failures,
+                allow_lockout=options.allow_lockout,
+            )
+        )
     if options.access_log is not None:
         report.checks.append(
             access_log_check(options.access_log, log_start, session.sent_secrets, options.log_wait)

@@ -20,7 +20,7 @@ PEPPER = "verify-integration-pepper-with-32-chars-or-more"
 SECRET = "verify-integration-hmac-secret-of-at-least-32-bytes"
 GLOBAL = {"request_id": {}, "security_headers": {}, "size_limit": {"max_body_bytes": 65536}}
 ROUTES: list[dict[str, Any]] = [
-    {"name": "bank-v1", "paths": ["/v1"], "policies": {"api_key": {}}},
+    {"name": "bank-v1", "paths": ["/v1"], "policies": {"api_key": {}, "brute_force": {}}},
     {
         "name": "bank-v2",
         "paths": ["/v2"],
@@ -31,7 +31,16 @@ ROUTES: list[dict[str, Any]] = [
             "cors": {"allow_origins": ["https://app.bank.example"]},
         },
     },
-    {"name": "bank-v3", "paths": ["/v3"], "policies": {"basic_auth": {}}},
+    {"name": "bank-v3", "paths": ["/v3"], "policies": {"basic_auth": {}, "brute_force": {}}},
+    {
+        "name": "bank-v4",
+        "paths": ["/v4"],
+        "policies": {
+            "jwt": {"issuer": "https://issuer.test", "audience": "bank", "secret": SECRET},
+            "scopes": {"methods": {"GET": {"required": ["accounts:read"]}}},
+            "acl": {"allow": ["customers"]},
+        },
+    },
     {
         "name": "internal",
         "paths": ["/internal"],
@@ -120,6 +129,15 @@ def test_verify_passes_when_the_gateway_enforces_its_config(started: dict[str, A
         ("rate_limit", "route bank-v2", "10 requests limited"),
         ("rate_limit", "route health", "4 requests limited"),
         ("trusted_proxy", "route health", "spoofed X-Forwarded-For ignored"),
+        ("scopes", "route bank-v4", "credential without accounts:read"),
+        ("acl", "route bank-v4", "caller outside the allowed groups"),
+        ("brute_force", "route bank-v1", "5 failures lock the address and identity pair"),
+        (
+            "brute_force",
+            "route bank-v1",
+            "another identity from the same address is not locked out",
+        ),
+        ("brute_force", "route bank-v3", "5 failures lock the address and identity pair"),
         ("access_log", f"access log {started['dir'] / 'access.log'}", "no probe credential logged"),
     }
     assert expected <= passed
@@ -154,6 +172,22 @@ def test_verify_passes_when_the_gateway_enforces_its_config(started: dict[str, A
             ("bank-v3", "basic_auth"),
             "FAIL basic_auth on route bank-v3: missing credential: expected 401, got 200",
             id="basic-auth",
+        ),
+        pytest.param(
+            ("bank-v4", "scopes"),
+            "FAIL scopes on route bank-v4: credential without accounts:read: expected 403, got 200",
+            id="scopes",
+        ),
+        pytest.param(
+            ("bank-v4", "acl"),
+            "FAIL acl on route bank-v4: caller outside the allowed groups: expected 403, got 200",
+            id="acl",
+        ),
+        pytest.param(
+            ("bank-v1", "brute_force"),
+            "FAIL brute_force on route bank-v1: 5 failures lock the address and identity pair: "
+            "no 429 after 6 failed attempts",
+            id="brute-force",
         ),
         pytest.param(
             ("internal", "ip_filter"),
