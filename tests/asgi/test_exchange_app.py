@@ -42,7 +42,11 @@ def later(exchange: Exchange) -> None:
         exchange.send_response(Response(201, Headers(), b"created"))
 
     task = asyncio.ensure_future(answer())
-    exchange.on_abort = lambda: task.cancel() and None
+
+    def stop() -> None:
+        task.cancel()
+
+    exchange.on_abort = stop
 
 
 def _client(app: object) -> httpx.AsyncClient:
