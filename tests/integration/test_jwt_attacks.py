@@ -1,7 +1,9 @@
-"""JWT attacks against a real listener: every forgery is a 401 that says only `invalid_token`.
+"""JWT attacks against both front doors: every forgery is a 401 that says only `invalid_token`.
 
-The gateway verifies with a local JWKS file (one RSA key). The attacker's own key is served by a
-loopback JWKS endpoint that tokens point at with `jku`/`x5u`: it must never be asked.
+Each test runs through a real gateway listener and through BastionMiddleware in front of an
+app: the policies are the same, so is every answer. The jwt policy verifies with a local JWKS
+file (one RSA key). The attacker's own key is served by a loopback JWKS endpoint that tokens
+point at with `jku`/`x5u`: it must never be asked.
 """
 
 from __future__ import annotations
@@ -9,14 +11,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.harness import RunningGateway
+from tests.frontdoor import FRONT_DOORS, FrontDoor, open_front_door
 from tests.integration.jwks_server import JWKSServer, serving_jwks
-from tests.integration.jwt_gateway import call, gateway_with_jwt, jwt_settings
+from tests.integration.jwt_gateway import auth_routes, jwt_settings
 from tests.policies.jwt.tokens import (
     b64,
     claims,
@@ -46,13 +47,38 @@ def attacker_jwks() -> Iterator[JWKSServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+@pytest.fixture(scope="module", params=FRONT_DOORS)
+def door(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FrontDoor]:
     state_dir = tmp_path_factory.mktemp("jwt-attacks")
     keys = state_dir / "jwks.json"
     keys.write_bytes(jwks(rsa_key()))
-    with gateway_with_jwt(state_dir, jwt_settings(jwks_file=str(keys))) as running:
-        yield running
+    # The jwt policy sits at the service level: one key source and token cache for every route.
+    service = {
+        "name": "echo",
+        "policies": {"jwt": jwt_settings(jwks_file=str(keys))},
+        "routes": [*auth_routes(), {"name": "all", "paths": ["/"]}],
+    }
+    with open_front_door(request.param, state_dir, {"services": [service]}) as opened:
+        yield opened
+
+
+def call(
+    door: FrontDoor,
+    path: str = "/api",
+    token: str | None = None,
+    *,
+    method: str = "GET",
+    authorization: bytes | None = None,
+) -> httpx.Response:
+    """One request with a bearer token (or a raw Authorization value)."""
+    headers: dict[bytes, bytes] = {}
+    if token is not None:
+        headers[b"authorization"] = b"Bearer " + token.encode()
+    if authorization is not None:
+        headers[b"authorization"] = authorization
+    return door.request(method, path, headers=headers)
 
 
 def good(**overrides: object) -> dict[str, object]:
@@ -96,9 +122,9 @@ ATTACK_NAMES = list(attacks(JWKSServer(b"")).keys())
 
 
 @pytest.mark.parametrize("name", ATTACK_NAMES, ids=ATTACK_NAMES)
-def test_attack_is_refused_with_invalid_token(name, gateway, attacker_jwks):
-    before = len(gateway.seen)
-    response = call(gateway, token=attacks(attacker_jwks)[name]())
+def test_attack_is_refused_with_invalid_token(name, door, attacker_jwks):
+    before = door.upstream_calls()
+    response = call(door, token=attacks(attacker_jwks)[name]())
 
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == INVALID
@@ -106,37 +132,37 @@ def test_attack_is_refused_with_invalid_token(name, gateway, attacker_jwks):
     problem = response.json()
     assert problem["code"] == "invalid_token"
     assert problem["detail"] == "The bearer token is invalid."
-    assert len(gateway.seen) == before  # nothing reached the upstream
+    assert door.upstream_calls() == before  # nothing reached the upstream
     assert attacker_jwks.count() == 0  # keys are never fetched from token headers
 
 
-def test_valid_token_reaches_the_upstream_with_the_identity(gateway):
-    response = call(gateway, token=sign(good()))
+def test_valid_token_reaches_the_upstream_with_the_identity(door):
+    response = call(door, token=sign(good()))
     assert response.status_code == 200
     headers = dict(response.json()["headers"])
     assert headers["x-bastion-consumer"] == "alice"
     assert headers["x-bastion-scopes"] == "accounts:read transfers:write"
 
 
-def test_missing_and_foreign_scheme_get_a_bare_challenge(gateway):
+def test_missing_and_foreign_scheme_get_a_bare_challenge(door):
     for authorization in (None, b"Basic YWxpY2U6cHc="):
-        response = call(gateway, authorization=authorization)
+        response = call(door, authorization=authorization)
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == 'Bearer realm="bastion"'
         assert response.json()["code"] == "missing_token"
 
 
-def test_scopes_route_refuses_a_token_without_the_scope_with_insufficient_scope(gateway):
+def test_scopes_route_refuses_a_token_without_the_scope_with_insufficient_scope(door):
     read_only = sign(good(scope="transfers:read"))
-    assert call(gateway, "/transfers", read_only).status_code == 200
-    response = call(gateway, "/transfers", read_only, method="POST")
+    assert call(door, "/transfers", read_only).status_code == 200
+    response = call(door, "/transfers", read_only, method="POST")
     assert response.status_code == 403
     assert response.headers["www-authenticate"] == (
         'Bearer realm="bastion", error="insufficient_scope", scope="transfers:write"'
     )
     assert response.json()["code"] == "insufficient_scope"
     writer = sign(good(scope="transfers:read transfers:write"))
-    assert call(gateway, "/transfers", writer, method="POST").status_code == 200
+    assert call(door, "/transfers", writer, method="POST").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -144,16 +170,17 @@ def test_scopes_route_refuses_a_token_without_the_scope_with_insufficient_scope(
     [(["staff"], 200), (["customers"], 403), (["staff", "suspended"], 403), ([], 403)],
     ids=["staff", "customer", "suspended-staff", "no-groups"],
 )
-def test_acl_route_admits_by_group(gateway, groups, status):
-    response = call(gateway, "/staff", sign(good(groups=groups)))
+def test_acl_route_admits_by_group(door, groups, status):
+    response = call(door, "/staff", sign(good(groups=groups)))
     assert response.status_code == status
     if status == 403:
         assert response.json()["code"] == "acl_denied"
 
 
-def test_spoofed_identity_headers_never_reach_the_upstream(gateway):
-    response = httpx.get(
-        f"http://127.0.0.1:{gateway.http_port}/api",
+def test_spoofed_identity_headers_never_reach_the_upstream(door):
+    response = door.request(
+        "GET",
+        "/api",
         headers={
             "authorization": f"Bearer {sign(good(sub='bob'))}",
             "x-bastion-consumer": "admin",
@@ -165,14 +192,14 @@ def test_spoofed_identity_headers_never_reach_the_upstream(gateway):
     assert ["x-bastion-scopes", "everything"] not in headers
 
 
-def test_rejections_are_in_the_access_log_with_the_reason(gateway):
-    call(gateway, token=sign(good(exp=now() - 3600)))
-    assert gateway.server is not None
-    log = Path(str(gateway.server.config.state_dir)) / "access.log"
+def test_rejections_are_in_the_access_log_with_the_reason(door):
+    call(door, token=sign(good(exp=now() - 3600)))
+    log = door.access_log
     deadline = time.monotonic() + 3
     reasons: list[str] = []
     while time.monotonic() < deadline:  # the access log is written off the request path
-        lines = [json.loads(line) for line in log.read_text().splitlines() if line]
+        text = log.read_text() if log.exists() else ""
+        lines = [json.loads(line) for line in text.splitlines() if line]
         reasons = [line.get("error", {}).get("message") for line in lines]
         if "jwt: expired" in reasons:
             break
