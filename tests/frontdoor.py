@@ -26,6 +26,34 @@ FRONT_DOORS: list[Kind] = ["proxy", "middleware"]
 """Parameters for a fixture that opens each front door in turn."""
 
 
+class Reply(Protocol):
+    """What both doors' responses offer (httpx's, and the test client's own httpx's)."""
+
+    @property
+    def status_code(self) -> int:
+        """The status code."""
+        ...
+
+    @property
+    def text(self) -> str:
+        """The body as text."""
+        ...
+
+    @property
+    def content(self) -> bytes:
+        """The body."""
+        ...
+
+    @property
+    def headers(self) -> Any:
+        """Response headers, case-insensitive."""
+        ...
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        ...
+
+
 class FrontDoor(Protocol):
     """A front door under test: send requests, count what reached the app or upstream."""
 
@@ -38,8 +66,10 @@ class FrontDoor(Protocol):
         path: str,
         headers: dict[str, str] | dict[bytes, bytes] | None = None,
         body: bytes = b"",
-    ) -> httpx.Response:
-        """One request; the answer as httpx gives it."""
+        *,
+        tls: bool = False,
+    ) -> Reply:
+        """One request, over TLS (proxy: the HTTPS listener; middleware: an https scope)."""
         ...
 
     def upstream_calls(self) -> int:
@@ -50,8 +80,11 @@ class FrontDoor(Protocol):
 class _Proxy:
     kind: Kind = "proxy"
 
-    def __init__(self, port: int, seen: list[dict[str, Any]], access_log: Path) -> None:
+    def __init__(
+        self, port: int, tls_port: int, seen: list[dict[str, Any]], access_log: Path
+    ) -> None:
         self.base = f"http://127.0.0.1:{port}"
+        self.tls_base = f"https://127.0.0.1:{tls_port}"
         self.seen = seen
         self.access_log = access_log
 
@@ -61,10 +94,15 @@ class _Proxy:
         path: str,
         headers: dict[str, str] | dict[bytes, bytes] | None = None,
         body: bytes = b"",
-    ) -> httpx.Response:
-        return httpx.request(
-            method, self.base + path, headers=headers, content=body or None, timeout=5
-        )
+        *,
+        tls: bool = False,
+    ) -> Reply:
+        if not tls:
+            return httpx.request(
+                method, self.base + path, headers=headers, content=body or None, timeout=5
+            )
+        with httpx.Client(verify=False, timeout=5) as tls_client:  # noqa: S501 - dev certificate
+            return tls_client.request(method, self.tls_base + path, headers=headers, content=body)
 
     def upstream_calls(self) -> int:
         return len(self.seen)
@@ -83,8 +121,11 @@ class _Middleware:
         path: str,
         headers: dict[str, str] | dict[bytes, bytes] | None = None,
         body: bytes = b"",
-    ) -> httpx.Response:
-        return self.client.request(method, path, headers=headers, content=body or None)
+        *,
+        tls: bool = False,
+    ) -> Reply:
+        url = f"https://testserver{path}" if tls else path
+        return self.client.request(method, url, headers=headers, content=body or None)
 
     def upstream_calls(self) -> int:
         return int(self.app.state.calls)
@@ -126,4 +167,4 @@ def open_front_door(kind: Kind, state_dir: Path, document: dict[str, Any]) -> It
         gateway.reload()
         assert gateway.server is not None
         assert gateway.server.revision >= 2, "the gateway refused the test's config"
-        yield _Proxy(gateway.http_port, gateway.seen, access_log)
+        yield _Proxy(gateway.http_port, gateway.https_port, gateway.seen, access_log)

@@ -1,4 +1,4 @@
-"""API keys and Basic credentials through a real gateway, with the credential store on disk."""
+"""API keys and Basic credentials through both front doors, with the credential store on disk."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from bastion.store import APIKeyRecord, PasswordRecord, open_store
 from bastion.store.secrets import Pepper, Peppers, hash_password, new_api_key
-from tests.integration.harness import running_gateway
+from tests.frontdoor import FRONT_DOORS, FrontDoor, Kind, open_front_door
 
 pytestmark = pytest.mark.integration
 
@@ -43,81 +42,84 @@ def _provision(url: str) -> dict[str, str]:
     return asyncio.run(main())
 
 
-def _extra(tmp_path: Path, policies: dict[str, Any], **top: Any) -> dict[str, Any]:
-    """Harness settings: the store in tmp_path, the pepper, and `policies` on every route."""
+def _document(tmp_path: Path, policies: dict[str, Any], **top: Any) -> dict[str, Any]:
+    """The store in tmp_path, the pepper, and `policies` on every route."""
     return {
         "store": f"sqlite:///{tmp_path / 'bastion.db'}",
         "pepper": PEPPER,
         "global_policies": {"request_id": {}, **policies},
+        "services": [{"name": "echo", "routes": [{"name": "all", "paths": ["/"]}]}],
         **top,
     }
 
 
-def test_api_key_through_the_gateway(tmp_path: Path) -> None:
+def _logged(door: FrontDoor) -> str:
+    return door.access_log.read_text() if door.access_log.exists() else ""
+
+
+doors = pytest.mark.parametrize("kind", FRONT_DOORS)
+
+
+@doors
+def test_api_key(kind: Kind, tmp_path: Path) -> None:
     creds = _provision(f"sqlite:///{tmp_path / 'bastion.db'}")
-    extra = _extra(tmp_path, {"api_key": {}})
-    with running_gateway(tmp_path, extra) as gateway:
-        base = f"http://127.0.0.1:{gateway.http_port}/orders"
-        missing = httpx.get(base)
+    with open_front_door(kind, tmp_path, _document(tmp_path, {"api_key": {}})) as door:
+        missing = door.request("GET", "/orders")
         assert missing.status_code == 401
         assert missing.headers["www-authenticate"] == 'ApiKey realm="bastion"'
         assert missing.headers["content-type"] == "application/problem+json"
         assert missing.json()["code"] == "missing_credentials"
-        wrong = httpx.get(base, headers={"x-api-key": new_api_key(creds["key_id"])[1]})
+        wrong = door.request("GET", "/orders", {"x-api-key": new_api_key(creds["key_id"])[1]})
         assert wrong.status_code == 401
         assert wrong.json()["code"] == "invalid_credentials"
-        ok = httpx.get(base, headers={"x-api-key": creds["key"]})
+        ok = door.request("GET", "/orders", {"x-api-key": creds["key"]})
         assert ok.status_code == 200
         seen = dict(ok.json()["headers"])
         assert "x-api-key" not in seen  # the key never reaches the upstream
-    log = (tmp_path / "access.log").read_text()
-    assert creds["key"] not in log
+        assert seen["x-bastion-consumer"] == creds["consumer_id"]
+    assert creds["key"] not in _logged(door)
 
 
+@doors
 def test_api_key_in_the_query_string_is_accepted_only_when_allowed_and_never_logged(
-    tmp_path: Path,
+    kind: Kind, tmp_path: Path
 ) -> None:
     creds = _provision(f"sqlite:///{tmp_path / 'bastion.db'}")
     policies = {"api_key": {"allow_query": True, "query_param": "k", "strip_credential": False}}
-    with running_gateway(tmp_path, _extra(tmp_path, policies)) as gateway:
-        response = httpx.get(f"http://127.0.0.1:{gateway.http_port}/x?k={creds['key']}&a=1")
+    with open_front_door(kind, tmp_path, _document(tmp_path, policies)) as door:
+        response = door.request("GET", f"/x?k={creds['key']}&a=1")
         assert response.status_code == 200
-    log = (tmp_path / "access.log").read_text()
     secret = creds["key"][len("bst_") + 13 :]
-    assert secret not in log
+    assert secret not in _logged(door)
 
 
-def test_basic_auth_over_tls_and_refused_over_plain_http(tmp_path: Path) -> None:
+@doors
+def test_basic_auth_over_tls_and_refused_over_plain_http(kind: Kind, tmp_path: Path) -> None:
     _provision(f"sqlite:///{tmp_path / 'bastion.db'}")
     token = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
-    with running_gateway(tmp_path, _extra(tmp_path, {"basic_auth": {}})) as gateway:
-        tls = f"https://127.0.0.1:{gateway.https_port}/x"
-        with httpx.Client(verify=False) as client:  # noqa: S501 - the gateway's dev certificate
-            challenge = client.get(tls)
-            assert challenge.status_code == 401
-            assert challenge.headers["www-authenticate"] == 'Basic realm="bastion", charset="UTF-8"'
-            wrong = client.get(tls, auth=("alice", "wrong"))
-            assert wrong.status_code == 401
-            ok = client.get(tls, headers={"authorization": f"Basic {token}"})
+    wrong = base64.b64encode(b"alice:wrong").decode()
+    with open_front_door(kind, tmp_path, _document(tmp_path, {"basic_auth": {}})) as door:
+        challenge = door.request("GET", "/x", tls=True)
+        assert challenge.status_code == 401
+        assert challenge.headers["www-authenticate"] == 'Basic realm="bastion", charset="UTF-8"'
+        refused = door.request("GET", "/x", {"authorization": f"Basic {wrong}"}, tls=True)
+        assert refused.status_code == 401
+        for _ in range(2):  # the second answer comes from the verification cache
+            ok = door.request("GET", "/x", {"authorization": f"Basic {token}"}, tls=True)
             assert ok.status_code == 200
             assert "authorization" not in dict(ok.json()["headers"])
-            again = client.get(tls, headers={"authorization": f"Basic {token}"})
-            assert again.status_code == 200
-        plain = httpx.get(
-            f"http://127.0.0.1:{gateway.http_port}/x", headers={"authorization": f"Basic {token}"}
-        )
+        plain = door.request("GET", "/x", {"authorization": f"Basic {token}"})
         assert plain.status_code == 403
         assert plain.json()["code"] == "https_required"
 
 
-def test_store_outage_fails_closed_with_503(tmp_path: Path) -> None:
+@doors
+def test_store_outage_fails_closed_with_503(kind: Kind, tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    extra = _extra(tmp_path, {"api_key": {}}, store=f"sqlite:///{blocker / 'bastion.db'}")
-    with running_gateway(tmp_path, extra) as gateway:
-        response = httpx.get(
-            f"http://127.0.0.1:{gateway.http_port}/x", headers={"x-api-key": new_api_key()[1]}
-        )
+    document = _document(tmp_path, {"api_key": {}}, store=f"sqlite:///{blocker / 'bastion.db'}")
+    with open_front_door(kind, tmp_path, document) as door:
+        response = door.request("GET", "/x", {"x-api-key": new_api_key()[1]})
         assert response.status_code == 503
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["code"] == "store_unavailable"

@@ -12,10 +12,9 @@ import json
 import time
 from collections.abc import Callable, Iterator
 
-import httpx
 import pytest
 
-from tests.frontdoor import FRONT_DOORS, FrontDoor, open_front_door
+from tests.frontdoor import FRONT_DOORS, FrontDoor, Reply, open_front_door
 from tests.integration.jwks_server import JWKSServer, serving_jwks
 from tests.integration.jwt_gateway import auth_routes, jwt_settings
 from tests.policies.jwt.tokens import (
@@ -71,7 +70,7 @@ def call(
     *,
     method: str = "GET",
     authorization: bytes | None = None,
-) -> httpx.Response:
+) -> Reply:
     """One request with a bearer token (or a raw Authorization value)."""
     headers: dict[bytes, bytes] = {}
     if token is not None:
