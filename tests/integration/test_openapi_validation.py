@@ -1,4 +1,4 @@
-"""openapi and injection_guard through a real gateway, with the bank's OpenAPI document."""
+"""openapi and injection_guard through both front doors, with the bank's OpenAPI document."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.integration.harness import RunningGateway, read_response, running_gateway, status_of
+from tests.frontdoor import FRONT_DOORS, FrontDoor, open_front_door
 
 pytestmark = pytest.mark.integration
 
@@ -21,66 +20,62 @@ TRANSFER = {
     "amount": "12.50",
     "currency": "EUR",
 }
-KEY = "Idempotency-Key: key-12345678\r\n"
+KEY = {"Idempotency-Key": "key-12345678"}
 
 
-@pytest.fixture(scope="module")
-def bank_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    """The echo service's catch-all route guarded by injection_guard and the bank spec."""
+@pytest.fixture(scope="module", params=FRONT_DOORS)
+def bank_gateway(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FrontDoor]:
+    """A catch-all route guarded by injection_guard and the bank spec, behind either door."""
     state_dir = tmp_path_factory.mktemp("openapi")
-    with running_gateway(state_dir, config_file=True) as running:
-        config_path = state_dir / "bastion.yaml"
-        document = yaml.safe_load(config_path.read_text())
-        document["services"][0]["routes"][0]["policies"] = {
-            "injection_guard": {},
-            "openapi": {"spec": str(BANK), "additional": "strip"},
-        }
-        config_path.write_text(yaml.safe_dump(document))
-        running.reload()
-        yield running
+    policies = {"injection_guard": {}, "openapi": {"spec": str(BANK), "additional": "strip"}}
+    route = {"name": "all", "paths": ["/"], "policies": policies}
+    document = {"services": [{"name": "echo", "routes": [route]}]}
+    with open_front_door(request.param, state_dir, document) as door:
+        yield door
 
 
 def send(
-    gateway: RunningGateway, method: str, target: str, body: bytes = b"", headers: str = ""
+    door: FrontDoor,
+    method: str,
+    target: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     """Send one request; return the status and the decoded JSON body."""
-    head = f"{method} {target} HTTP/1.1\r\nHost: a\r\n{headers}"
+    sent = dict(headers or {})
     if body:
-        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-    with gateway.connect() as sock:
-        sock.sendall(head.encode() + b"\r\n" + body)
-        response = read_response(sock)
-    payload = response.split(b"\r\n\r\n", 1)[1]
-    return status_of(response), json.loads(payload) if payload else None
+        sent["Content-Type"] = "application/json"
+    reply = door.request(method, target, sent, body)
+    return reply.status_code, json.loads(reply.content) if reply.content else None
 
 
 def test_a_valid_transfer_reaches_the_upstream(bank_gateway):
-    mark = len(bank_gateway.seen)
+    mark = bank_gateway.upstream_calls()
     status, _ = send(bank_gateway, "POST", "/v1/transfers", json.dumps(TRANSFER).encode(), KEY)
     assert status == 200
-    assert len(bank_gateway.seen) == mark + 1
+    assert bank_gateway.upstream_calls() == mark + 1
 
 
 def test_undeclared_body_properties_are_stripped_before_the_upstream(bank_gateway):
     body = json.dumps({**TRANSFER, "status": "approved"}).encode()
-    mark = len(bank_gateway.seen)
-    status, _ = send(bank_gateway, "POST", "/v1/transfers", body, KEY)
+    status, echoed = send(bank_gateway, "POST", "/v1/transfers", body, KEY)
     assert status == 200
-    forwarded = bank_gateway.seen[mark]
-    assert "approved" not in json.dumps(forwarded)
+    assert json.loads(echoed["body"]) == TRANSFER  # what the upstream received
 
 
 @pytest.mark.parametrize(
     ("method", "target", "body", "headers", "status", "code"),
     [
-        ("GET", "/v1/unknown", b"", "", 404, "undocumented_path"),
-        ("DELETE", "/v1/transfers", b"", "", 405, "method_not_allowed"),
-        ("GET", "/v1/accounts/acc_1", b"", "", 400, "invalid_parameters"),
+        ("GET", "/v1/unknown", b"", {}, 404, "undocumented_path"),
+        ("DELETE", "/v1/transfers", b"", {}, 405, "method_not_allowed"),
+        ("GET", "/v1/accounts/acc_1", b"", {}, 400, "invalid_parameters"),
         (
             "GET",
             "/v1/accounts/acc_12345678/transactions?limit=500",
             b"",
-            "",
+            {},
             400,
             "invalid_parameters",
         ),
@@ -93,8 +88,8 @@ def test_undeclared_body_properties_are_stripped_before_the_upstream(bank_gatewa
             "unprocessable_content",
         ),
         ("POST", "/v1/transfers", b"{not json", KEY, 400, "invalid_body"),
-        ("POST", "/v1/transfers", json.dumps(TRANSFER).encode(), "", 400, "invalid_parameters"),
-        ("GET", "/v1/accounts?q=%27%20OR%201%3D1--", b"", "", 400, "injection_detected"),
+        ("POST", "/v1/transfers", json.dumps(TRANSFER).encode(), {}, 400, "invalid_parameters"),
+        ("GET", "/v1/accounts?q=%27%20OR%201%3D1--", b"", {}, 400, "injection_detected"),
     ],
     ids=[
         "undocumented-path",
@@ -110,10 +105,10 @@ def test_undeclared_body_properties_are_stripped_before_the_upstream(bank_gatewa
 def test_invalid_requests_are_refused_before_the_upstream(
     bank_gateway, method, target, body, headers, status, code
 ):
-    mark = len(bank_gateway.seen)
+    mark = bank_gateway.upstream_calls()
     got, problem = send(bank_gateway, method, target, body, headers)
     assert (got, problem["code"]) == (status, code)
-    assert bank_gateway.seen[mark:] == []
+    assert bank_gateway.upstream_calls() == mark
 
 
 def test_validation_errors_list_locations_without_values(bank_gateway):
