@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 import yaml
+from starlette.testclient import TestClient
 
 from tests.asgi.support import client
 from tests.integration.harness import running_gateway
@@ -24,6 +25,7 @@ from tests.integration.harness import running_gateway
 Kind = Literal["proxy", "middleware"]
 FRONT_DOORS: list[Kind] = ["proxy", "middleware"]
 """Parameters for a fixture that opens each front door in turn."""
+LOOPBACK_PEER = ("127.0.0.1", 50000)
 
 
 class Reply(Protocol):
@@ -112,7 +114,10 @@ class _Middleware:
     kind: Kind = "middleware"
 
     def __init__(self, document: dict[str, Any], access_log: Path) -> None:
-        self.client, self.app = client(document, clock=None)
+        _, self.app = client(document, clock=None)
+        # The peer a loopback client has on the proxy's listener, so trusted_proxies and
+        # address-keyed policies see the same address through both doors.
+        self.client = TestClient(self.app, raise_server_exceptions=False, client=LOOPBACK_PEER)
         self.access_log = access_log
 
     def request(

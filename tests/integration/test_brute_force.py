@@ -1,16 +1,15 @@
-"""brute_force through a real gateway: API key guesses lock the guessing address, not the owner."""
+"""brute_force through both front doors: key guesses lock the guessing address, not the owner."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bastion.store.secrets import new_api_key
-from tests.integration.harness import running_gateway
-from tests.integration.test_credentials import _extra, _provision
+from tests.frontdoor import FRONT_DOORS, Kind, Reply, open_front_door
+from tests.integration.test_credentials import _document, _provision
 
 pytestmark = pytest.mark.integration
 
@@ -19,19 +18,21 @@ OWNER = "198.51.100.20"
 LOCKOUT = 2
 
 
-def test_guessing_an_api_key_locks_out_the_guessing_address_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", FRONT_DOORS)
+def test_guessing_an_api_key_locks_out_the_guessing_address_only(
+    kind: Kind, tmp_path: Path
+) -> None:
     creds = _provision(f"sqlite:///{tmp_path / 'bastion.db'}")
     policies = {
         "api_key": {},
         "brute_force": {"max_failures": 3, "max_ip_failures": 5, "window": 60, "lockout": LOCKOUT},
     }
     # The test client is the trusted proxy, so X-Forwarded-For sets each request's address.
-    extra = _extra(tmp_path, policies, trusted_proxies=["127.0.0.1/32"])
-    with running_gateway(tmp_path, extra) as gateway:
-        url = f"http://127.0.0.1:{gateway.http_port}/orders"
+    document = _document(tmp_path, policies, trusted_proxies=["127.0.0.1/32"])
+    with open_front_door(kind, tmp_path, document) as door:
 
-        def get(address: str, key: str) -> httpx.Response:
-            return httpx.get(url, headers={"x-api-key": key, "x-forwarded-for": address})
+        def get(address: str, key: str) -> Reply:
+            return door.request("GET", "/orders", {"x-api-key": key, "x-forwarded-for": address})
 
         wrong = new_api_key(creds["key_id"])[1]  # the owner's key id, a guessed secret
         assert [get(ATTACKER, wrong).status_code for _ in range(3)] == [401, 401, 401]
@@ -49,5 +50,4 @@ def test_guessing_an_api_key_locks_out_the_guessing_address_only(tmp_path: Path)
 
         time.sleep(LOCKOUT + 0.2)
         assert get(ATTACKER, creds["key"]).status_code == 200
-    log = (tmp_path / "access.log").read_text()
-    assert creds["key"] not in log
+    assert creds["key"] not in door.access_log.read_text()
