@@ -42,6 +42,19 @@ ROUTES: list[dict[str, Any]] = [
         },
     },
     {"name": "keyed", "paths": ["/keyed"], "policies": {"api_key": {}}},
+    {
+        "name": "internal",
+        "paths": ["/internal"],
+        "policies": {"ip_filter": {"deny": ["127.0.0.0/8"]}},
+    },
+    {
+        "name": "partners",
+        "paths": ["/partners"],
+        "policies": {
+            "trusted_proxy": {"proxies": ["127.0.0.1/32"]},
+            "ip_filter": {"allow": ["198.51.100.0/24"]},
+        },
+    },
     {"name": "rest", "paths": ["/"]},
 ]
 
@@ -148,3 +161,20 @@ def test_api_key_admits_a_stored_key_and_refuses_others(opened: Opened) -> None:
     seen = seen_headers(reply)
     assert seen["x-bastion-consumer"]
     assert "x-api-key" not in seen
+
+
+def test_ip_filter_refuses_the_denied_peer_whatever_it_forwards(door: FrontDoor) -> None:
+    before = door.upstream_calls()
+    for headers in ({}, {"X-Forwarded-For": "198.51.100.7"}):
+        refused = door.request("GET", "/internal", headers=headers)
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "ip_denied"
+    assert door.upstream_calls() == before
+
+
+def test_a_trusted_proxy_sets_the_client_address_from_x_forwarded_for(door: FrontDoor) -> None:
+    assert door.request("GET", "/partners").status_code == 403  # the peer itself: loopback
+    forwarded = door.request("GET", "/partners", headers={"X-Forwarded-For": "198.51.100.7"})
+    assert forwarded.status_code == 200
+    outsider = door.request("GET", "/partners", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert outsider.status_code == 403
