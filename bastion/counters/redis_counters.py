@@ -8,7 +8,8 @@ gateway node shares one time base, and implements the arithmetic of
 `bastion.policies.rate_limit.algorithm` atomically. Keys are hashed into a `{...}` hash tag,
 so each lives in one Redis Cluster slot and user input never reaches a key name. When a
 request is refused by one of several limits, the ones that admitted it are refunded by the
-same script in `undo` mode, so only accepted requests are counted.
+same script in `undo` mode (a sliding log removes the very entry it recorded), so only
+accepted requests are counted.
 
 Failure: each pipeline is bounded by `timeout` (tens of milliseconds). An error or a timeout
 marks the backend degraded for `retry_interval` seconds, logs one event, and answers that
@@ -35,15 +36,21 @@ from bastion.clock import Clock, SystemClock
 from bastion.counters.base import Check, Decisions, OnError
 from bastion.counters.memory import MemoryCounters
 from bastion.counters.url import parse_redis_url
-from bastion.policies.rate_limit.algorithm import Decision
+from bastion.policies.rate_limit.algorithm import Algorithm, Decision
 
 _log = logging.getLogger("bastion.counters")
 
 DEFAULT_RETRY_INTERVAL = 1.0
 
-# KEYS[1]: the counter. ARGV: mode (hit | undo), algorithm (g | s), limit, window_us, burst.
-# Returns {allowed, remaining, reset_us, retry_after_us}. Integers are kept below 2^53 (Unix
-# time in microseconds) so Lua's doubles hold them exactly; '%.0f' writes them back in full.
+# KEYS[1]: the counter. ARGV: mode (hit | undo), algorithm (g | s | l), limit, window_us,
+# burst, and for undo of a sliding log the entry to remove. Returns {allowed, remaining,
+# reset_us, retry_after_us, entry}: `entry` is the time a sliding log recorded (0 otherwise),
+# which an undo removes again. Integers are kept below 2^53 (Unix time in microseconds) so
+# Lua's doubles hold them exactly; '%.0f' writes them back in full.
+# The sliding log is a list of admission times, oldest first: when the head has left the
+# window, a binary search (LINDEX) finds the first entry still inside and LTRIM drops the
+# rest in one call, so a script never loops over up to `limit` entries; LLEN counts them, and
+# the key expires one window after its newest entry.
 LUA: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -52,6 +59,32 @@ local limit = tonumber(ARGV[3])
 local window = tonumber(ARGV[4])
 local burst = tonumber(ARGV[5])
 local key = KEYS[1]
+if ARGV[2] == 'l' then
+  if mode == 'undo' then
+    redis.call('LREM', key, -1, ARGV[6])
+    return {1, 0, 0, 0, 0}
+  end
+  local horizon = now - window
+  local count = redis.call('LLEN', key)
+  local oldest = tonumber(redis.call('LINDEX', key, 0))
+  if oldest and oldest <= horizon then
+    local lo, hi = 1, count
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if tonumber(redis.call('LINDEX', key, mid)) <= horizon then lo = mid + 1 else hi = mid end
+    end
+    if lo >= count then redis.call('DEL', key) else redis.call('LTRIM', key, lo, -1) end
+    count = count - lo
+  end
+  if count < limit then
+    redis.call('RPUSH', key, string.format('%.0f', now))
+    redis.call('PEXPIRE', key, math.ceil(window / 1000))
+    return {1, limit - count - 1, window, 0, now}
+  end
+  local last = tonumber(redis.call('LINDEX', key, count - limit))
+  local newest = tonumber(redis.call('LINDEX', key, -1))
+  return {0, 0, newest + window - now, last + window - now, 0}
+end
 if ARGV[2] == 'g' then
   local interval = math.floor((window + limit - 1) / limit)
   local tolerance = burst * interval
@@ -65,18 +98,18 @@ if ARGV[2] == 'g' then
         redis.call('DEL', key)
       end
     end
-    return {1, 0, 0, 0}
+    return {1, 0, 0, 0, 0}
   end
   local base = now
   if tat and tat > now then base = tat end
   if base - now > tolerance then
-    return {0, 0, base - now, base - tolerance - now}
+    return {0, 0, base - now, base - tolerance - now, 0}
   end
   local new_tat = base + interval
   local remaining = math.floor((now + tolerance + interval - new_tat) / interval)
   if remaining < 0 then remaining = 0 end
   redis.call('SET', key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
-  return {1, remaining, new_tat - now, 0}
+  return {1, remaining, new_tat - now, 0, 0}
 end
 local index = math.floor(now / window)
 local elapsed = now - index * window
@@ -90,7 +123,7 @@ elseif si == index - 1 then
 end
 if mode == 'undo' then
   if si == index and current > 0 then redis.call('HINCRBY', key, 'c', -1) end
-  return {1, 0, 0, 0}
+  return {1, 0, 0, 0, 0}
 end
 local weight = window - elapsed
 local budget = limit * window - previous * weight
@@ -104,7 +137,7 @@ if (current + 1) * window <= budget then
   if remaining < 0 then remaining = 0 end
   redis.call('HSET', key, 'i', string.format('%.0f', index), 'p', previous, 'c', current)
   redis.call('PEXPIRE', key, math.ceil((2 * window - elapsed) / 1000))
-  return {1, remaining, reset(current), 0}
+  return {1, remaining, reset(current), 0, 0}
 end
 local room = limit - current - 1
 local retry = -1
@@ -120,7 +153,7 @@ if retry < 0 then
     retry = retry + window - math.floor((limit - 1) * window / current)
   end
 end
-return {0, 0, reset(current), retry}
+return {0, 0, reset(current), retry, 0}
 """
 SCRIPT_SHA: Final = hashlib.sha1(LUA.encode(), usedforsecurity=False).hexdigest()
 
@@ -130,6 +163,12 @@ def redis_key(prefix: str, key: str) -> str:
     digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
     return f"{prefix}{{{digest}}}"
 
+
+_SCRIPT_ALGORITHM: Final[dict[Algorithm, str]] = {
+    "gcra": "g",
+    "sliding_window": "s",
+    "sliding_log": "l",
+}
 
 _Pending = tuple[Sequence[Check], "asyncio.Future[Decisions | None]", OnError]
 
@@ -228,14 +267,14 @@ class RedisCounters:
         calls: list[tuple[str, Sequence[str | int]]] = []
         for checks, _, _ in batch:
             for key, rule in checks:
-                algorithm = "g" if rule.algorithm == "gcra" else "s"
+                algorithm = _SCRIPT_ALGORITHM[rule.algorithm]
                 hit_args = ("hit", algorithm, rule.limit, rule.window_us, rule.burst)
                 calls.append((redis_key(self.prefix, key), hit_args))
         self.batches += 1
         try:
             async with asyncio.timeout(self.timeout):
                 results = await self._execute(calls)
-            replies = [_decision(item) for item in results]
+            replies = [_reply(item) for item in results]
         except (RedisError, OSError, TimeoutError) as exc:
             self._degrade(exc)
             for checks, future, on_error in batch:
@@ -250,12 +289,13 @@ class RedisCounters:
         undo: list[tuple[str, Sequence[str | int]]] = []
         position = 0
         for checks, future, _ in batch:
-            decisions = tuple(replies[position : position + len(checks)])
+            answers = replies[position : position + len(checks)]
+            decisions = tuple(decision for decision, _ in answers)
             if not all(decision.allowed for decision in decisions):
-                for offset, decision in enumerate(decisions):
+                for offset, (decision, entry) in enumerate(answers):
                     if decision.allowed:
                         key, counted = calls[position + offset]
-                        undo.append((key, ("undo", *counted[1:])))
+                        undo.append((key, ("undo", *counted[1:], entry)))
             position += len(checks)
             if not future.done():
                 future.set_result(decisions)
@@ -303,9 +343,13 @@ class RedisCounters:
         await self._client.aclose()
 
 
-def _decision(raw: object) -> Decision:
-    """A script reply, {allowed, remaining, reset_us, retry_after_us}, as a Decision."""
-    if not isinstance(raw, list) or len(raw) != 4:
+def _reply(raw: object) -> tuple[Decision, int]:
+    """A script reply as a Decision and the entry a sliding log recorded (0 for the others).
+
+    The reply is {allowed, remaining, reset_us, retry_after_us, entry}; a refund removes
+    `entry` again.
+    """
+    if not isinstance(raw, list) or len(raw) != 5:
         raise RedisError("unexpected reply from the rate-limit script")
-    allowed, remaining, reset, retry = (int(item) for item in raw)
-    return Decision(bool(allowed), remaining, reset, retry)
+    allowed, remaining, reset, retry, entry = (int(item) for item in raw)
+    return Decision(bool(allowed), remaining, reset, retry), entry

@@ -7,7 +7,7 @@ import pytest
 from bastion.clock import FakeClock
 from bastion.counters import make_counters
 from bastion.counters.memory import MemoryCounters
-from bastion.policies.rate_limit.algorithm import MICROS, Rule
+from bastion.policies.rate_limit.algorithm import MICROS, Decision, Rule
 
 PER_SECOND = Rule(1, MICROS)
 
@@ -68,3 +68,29 @@ def test_make_counters_builds_memory_and_redis():
     redis = make_counters("redis://127.0.0.1:6379/0?prefix=x:&timeout_ms=20")
     assert redis.kind == "redis"
     assert redis.spec == "redis://127.0.0.1:6379/0?prefix=x:&timeout_ms=20"
+
+
+def test_sliding_log_key_expires_one_window_after_its_newest_entry():
+    clock = FakeClock()
+    counters = MemoryCounters(clock, max_keys=2)
+    log = Rule(2, 10 * MICROS, algorithm="sliding_log")
+    counters.hit([("log", log)])
+    clock.advance(4)
+    counters.hit([("log", log)])
+    assert not counters.hit([("log", log)])[0].allowed
+    clock.advance(9.999)  # the first entry has left, the newest (4 s) has not: one slot
+    assert counters.hit([("log", log)])[0] == Decision(True, 0, 10 * MICROS)
+    clock.advance(10)  # every entry has left: the key is rested and is dropped for room
+    counters.hit([("other", log)])
+    counters.hit([("third", log)])
+    assert len(counters) == 2
+    assert counters.hit([("log", log)])[0].remaining == 1  # starts afresh
+
+
+def test_a_sliding_log_refused_by_another_check_records_nothing():
+    counters = MemoryCounters(FakeClock())
+    log = Rule(3, 60 * MICROS, algorithm="sliding_log")
+    counters.hit([("b", PER_SECOND)])
+    for _ in range(5):
+        assert not all(d.allowed for d in counters.hit([("a", log), ("b", PER_SECOND)]))
+    assert counters.hit([("a", log)])[0].remaining == 2

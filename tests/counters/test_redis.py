@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+import redis
 
 from bastion.counters.base import Check, Decisions, OnError
 from bastion.counters.redis_counters import RedisCounters, redis_key
@@ -83,6 +84,99 @@ async def test_sliding_window_in_redis_matches_the_limit(prefix):
     admitted = sum(1 for (decision,) in answers if decision.allowed)
     assert 1 <= admitted <= 7
     assert all(not decision.allowed for (decision,) in answers[admitted:])
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2)
+
+
+@pytest.mark.redis
+async def test_sliding_log_admits_exactly_the_limit_from_concurrent_checks(prefix):
+    counters = RedisCounters(f"redis://127.0.0.1:6379/0?prefix={prefix}")
+    rule = Rule(50, 60 * MICROS, algorithm="sliding_log")
+    try:
+        answers = await asyncio.gather(*[_hit(counters, [("k", rule)]) for _ in range(120)])
+    finally:
+        await counters.close()
+    decisions = [decision for (decision,) in answers]
+    assert sum(1 for decision in decisions if decision.allowed) == 50
+    assert sorted(d.remaining for d in decisions if d.allowed) == list(range(50))
+    refused = [decision for decision in decisions if not decision.allowed]
+    # The oldest entry was recorded moments ago: it leaves the window just under 60 s from now.
+    assert all(59 * MICROS < d.retry_after_us <= 60 * MICROS for d in refused)
+    client = _redis()
+    try:
+        key = redis_key(prefix, "k")
+        assert client.llen(key) == 50  # one entry per admitted request, none for the refused
+        assert 59_000 < client.pttl(key) <= 60_000  # the key lives one window
+    finally:
+        client.close()
+
+
+@pytest.mark.redis
+async def test_sliding_log_in_redis_readmits_when_the_oldest_entry_leaves(prefix):
+    counters = RedisCounters(f"redis://127.0.0.1:6379/0?prefix={prefix}&timeout_ms=1000")
+    rule = Rule(3, 300_000, algorithm="sliding_log")  # 3 per 0.3 s (Rule takes microseconds)
+    try:
+        first = [await _hit(counters, [("w", rule)]) for _ in range(4)]
+        assert [d.allowed for (d,) in first] == [True, True, True, False]
+        (refused,) = first[3]
+        assert 0 < refused.retry_after_us <= 300_000
+        await asyncio.sleep(refused.retry_after_us / MICROS + 0.01)
+        (again,) = await _hit(counters, [("w", rule)])
+    finally:
+        await counters.close()
+    assert again.allowed  # the oldest entry left when Retry-After said, without a refusal
+    assert again.reset_us == 300_000
+
+
+@pytest.mark.redis
+async def test_sliding_log_in_redis_drops_exactly_the_entries_that_left(prefix):
+    counters = RedisCounters(f"redis://127.0.0.1:6379/0?prefix={prefix}&timeout_ms=1000")
+    rule = Rule(20, MICROS, algorithm="sliding_log")
+    try:
+        for _ in range(10):
+            await _hit(counters, [("t", rule)])
+        await asyncio.sleep(0.5)
+        for _ in range(10):
+            await _hit(counters, [("t", rule)])
+        (refused,) = await _hit(counters, [("t", rule)])
+        assert not refused.allowed
+        # The first ten leave at about +1 s, the second ten at about +1.5 s: check in between.
+        await asyncio.sleep(refused.retry_after_us / MICROS + 0.1)
+        (decision,) = await _hit(counters, [("t", rule)])
+    finally:
+        await counters.close()
+    assert decision.allowed
+    assert decision.remaining == 20 - 10 - 1
+    client = _redis()
+    try:
+        assert client.llen(redis_key(prefix, "t")) == 11
+    finally:
+        client.close()
+
+
+@pytest.mark.redis
+async def test_sliding_log_refused_by_another_limit_is_refunded(prefix):
+    counters = RedisCounters(f"redis://127.0.0.1:6379/0?prefix={prefix}")
+    log = Rule(5, 60 * MICROS, algorithm="sliding_log")
+    single = Rule(1, 60 * MICROS)
+    try:
+        await _hit(counters, [("b", single)])
+        for _ in range(4):
+            decisions = await _hit(counters, [("a", log), ("b", single)])
+            assert decisions[0].allowed
+            assert not decisions[1].allowed
+        await asyncio.sleep(0.05)  # refunds go out in their own pipeline
+        (decision,) = await _hit(counters, [("a", log)])
+    finally:
+        await counters.close()
+    assert decision.remaining == 4  # only this request is in the log
+    client = _redis()
+    try:
+        assert client.llen(redis_key(prefix, "a")) == 1
+    finally:
+        client.close()
 
 
 @pytest.mark.redis

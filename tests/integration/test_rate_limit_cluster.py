@@ -1,7 +1,7 @@
 """Rate-limit accuracy across gateway processes, and Redis failure and recovery under load.
 
-These tests run `bastion run` processes and hold load for a whole 60 s window (the accuracy
-figures in docs/rate-limiting.md come from them):
+These tests run `bastion run` processes; the sliding-log test holds paced load for a little
+more than a whole 60 s window (the accuracy figures in docs/rate-limiting.md come from them):
 
     .venv/bin/python -m pytest -p no:cacheprovider -s tests/integration/test_rate_limit_cluster.py
 """
@@ -14,7 +14,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,34 +55,64 @@ def _wait_ready(admin_port: int, process: subprocess.Popen[bytes], timeout: floa
     raise AssertionError("bastion did not become ready")
 
 
+def _document(
+    port: int,
+    admin_port: int,
+    upstream_port: int,
+    counters: str,
+    policy: dict[str, Any],
+    *,
+    warm_up_apart: bool,
+) -> dict[str, Any]:
+    """A gateway config limiting every path by `policy`, or with `warm_up_apart` only /item.
+
+    Apart, /warm-up has its own limit: it still opens the Redis connection and loads the
+    script, but is not counted against the limit under test.
+    """
+    document: dict[str, Any] = {
+        "listeners": [{"bind": f"127.0.0.1:{port}", "plaintext": True}],
+        "admin": {"bind": f"127.0.0.1:{admin_port}"},
+        "access_log": {"sink": "off"},
+        "counters": counters,
+    }
+    upstream = {"targets": [f"http://127.0.0.1:{upstream_port}"]}
+    if not warm_up_apart:
+        document["global_policies"] = {"rate_limit": policy}
+        routes: list[dict[str, Any]] = [{"name": "all", "paths": ["/"]}]
+    else:
+        warm_up = {"limit": 10, "window": 1, "burst": 9}
+        routes = [
+            {"name": "item", "paths": ["/item"], "policies": {"rate_limit": policy}},
+            {"name": "warm", "paths": ["/warm-up"], "policies": {"rate_limit": warm_up}},
+        ]
+    document["services"] = [{"name": "echo", "upstream": upstream, "routes": routes}]
+    return document
+
+
 @contextlib.contextmanager
 def _gateways(
-    tmp_path: Path, upstream_port: int, counters: str, policy: dict[str, Any], count: int
+    tmp_path: Path,
+    upstream_port: int,
+    counters: str,
+    policy: dict[str, Any],
+    count: int,
+    *,
+    warm_up_apart: bool = False,
+    name: str = "bastion",
 ) -> Iterator[list[int]]:
-    """`count` bastion processes with `policy` as the global rate_limit; yields their ports."""
+    """`count` bastion processes limited by `policy` (see `_document`); yields their ports."""
     processes: list[subprocess.Popen[bytes]] = []
     ports: list[int] = []
     logs = []
     try:
         for index in range(count):
             port, admin_port = free_ports(2)
-            document = {
-                "listeners": [{"bind": f"127.0.0.1:{port}", "plaintext": True}],
-                "admin": {"bind": f"127.0.0.1:{admin_port}"},
-                "access_log": {"sink": "off"},
-                "counters": counters,
-                "global_policies": {"rate_limit": policy},
-                "services": [
-                    {
-                        "name": "echo",
-                        "upstream": {"targets": [f"http://127.0.0.1:{upstream_port}"]},
-                        "routes": [{"name": "all", "paths": ["/"]}],
-                    }
-                ],
-            }
-            path = tmp_path / f"bastion-{index}.yaml"
+            document = _document(
+                port, admin_port, upstream_port, counters, policy, warm_up_apart=warm_up_apart
+            )
+            path = tmp_path / f"{name}-{index}.yaml"
             path.write_text(yaml.safe_dump(document))
-            log = (tmp_path / f"bastion-{index}.log").open("wb")
+            log = (tmp_path / f"{name}-{index}.log").open("wb")
             logs.append(log)
             process = subprocess.Popen([*BASTION, "run", "-c", str(path)], stdout=log, stderr=log)
             processes.append(process)
@@ -99,19 +131,30 @@ def _gateways(
             log.close()
 
 
-def _load(ports: list[int], seconds: float, pause: float) -> list[tuple[float, float, int]]:
-    """CLIENTS threads sending requests round-robin over `ports` for `seconds`.
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One request of the load: when it was sent and answered (`time.monotonic()`)."""
 
-    Returns (sent, answered, status) per request, times from `time.monotonic()`; a request
-    that fails at the HTTP level has status 0.
+    sent: float
+    answered: float
+    status: int
+    """0 when the request failed at the HTTP level."""
+    retry_after: int | None
+
+
+def _requests(ports: list[int], seconds: float, pause: Callable[[int], float]) -> list[_Answer]:
+    """CLIENTS threads sending GET /item round-robin over `ports` for `seconds`.
+
+    Client `index` sleeps `pause(index)` seconds after each answer.
     """
-    results: list[tuple[float, float, int]] = []
+    results: list[_Answer] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
     barrier = threading.Barrier(CLIENTS)
 
     def client(index: int) -> None:
-        mine: list[tuple[float, float, int]] = []
+        mine: list[_Answer] = []
+        wait = pause(index)
         with httpx.Client(timeout=5) as http:
             barrier.wait()
             turn = index
@@ -119,12 +162,16 @@ def _load(ports: list[int], seconds: float, pause: float) -> list[tuple[float, f
                 port = ports[turn % len(ports)]
                 turn += 1
                 sent = time.monotonic()
+                retry_after = None
                 try:
-                    status = http.get(f"http://127.0.0.1:{port}/item").status_code
+                    response = http.get(f"http://127.0.0.1:{port}/item")
+                    status = response.status_code
+                    if "retry-after" in response.headers:
+                        retry_after = int(response.headers["retry-after"])
                 except httpx.HTTPError:
                     status = 0
-                mine.append((sent, time.monotonic(), status))
-                time.sleep(pause)
+                mine.append(_Answer(sent, time.monotonic(), status, retry_after))
+                time.sleep(wait)
         with lock:
             results.extend(mine)
 
@@ -134,6 +181,12 @@ def _load(ports: list[int], seconds: float, pause: float) -> list[tuple[float, f
     for thread in threads:
         thread.join()
     return results
+
+
+def _load(ports: list[int], seconds: float, pause: float) -> list[tuple[float, float, int]]:
+    """(sent, answered, status) of every request of `_requests` with one fixed pause."""
+    answers = _requests(ports, seconds, lambda _: pause)
+    return [(answer.sent, answer.answered, answer.status) for answer in answers]
 
 
 def _admitted_in_first_window(results: list[tuple[float, float, int]]) -> tuple[int, int]:
@@ -228,6 +281,114 @@ def test_steady_demand_over_a_60_s_window_across_two_processes(tmp_path: Path) -
     # Client-side timestamps: a loaded machine can shift a few answers across the boundary.
     assert abs(in_window - EXACT) <= 2
     assert most <= EXACT + 2
+
+
+# Sliding log, issue 5's acceptance test: exactly LIMIT per rolling WINDOW, whatever the demand.
+LOG_POLICY = {"limit": LIMIT, "window": WINDOW, "algorithm": "sliding_log"}
+LOG_SECONDS = WINDOW + 4  # the first window, then the first slots freeing again
+
+
+def _pace(index: int) -> float:
+    """50 to 97.5 ms between requests, spread over the clients: ~13 requests/s each."""
+    return 0.05 + 0.05 * index / CLIENTS
+
+
+@dataclass(frozen=True, slots=True)
+class _LogFigures:
+    """What a sliding-log run measured (client clock; admission lies in [sent, answered])."""
+
+    sent: int
+    admitted: int
+    refused: int
+    first_window: int
+    """Admitted in the WINDOW s from the first admission."""
+    busiest: int
+    """Most admissions certainly inside one WINDOW s span (sent and answered within it)."""
+    retry_after: tuple[int, int]
+    """Smallest and largest Retry-After of the refusals."""
+    first_spread: float
+    """Seconds from the first admitted request's sending to the last first-window answer."""
+
+
+def _log_figures(answers: list[_Answer]) -> _LogFigures:
+    admitted = sorted((a for a in answers if a.status == 200), key=lambda a: a.sent)
+    assert admitted, "nothing was admitted"
+    start = admitted[0].sent
+    # Admission happens between sending and answering; the first one at or after `start`,
+    # the first re-admission a whole window after it, so at or after start + WINDOW. Counting
+    # the admitted requests answered before start + WINDOW is thus exact despite latency.
+    in_first = [a.answered for a in admitted if a.answered < start + WINDOW]
+    busiest = max(
+        sum(1 for later in admitted[index:] if later.answered < first.sent + WINDOW)
+        for index, first in enumerate(admitted)
+    )
+    delays = [a.retry_after for a in answers if a.status == 429 and a.retry_after is not None]
+    return _LogFigures(
+        sent=len(answers),
+        admitted=len(admitted),
+        refused=sum(1 for a in answers if a.status == 429),
+        first_window=len(in_first),
+        busiest=busiest,
+        retry_after=(min(delays, default=0), max(delays, default=0)),
+        first_spread=max(in_first) - start,
+    )
+
+
+def _check_sliding_log(name: str, answers: list[_Answer]) -> None:
+    figures = _log_figures(answers)
+    print(  # noqa: T201 - the figures the docs quote, shown with -s
+        f"\nsliding_log {name}: {figures.sent} requests from {CLIENTS} clients in "
+        f"{LOG_SECONDS} s, {figures.first_window} admitted in the first {WINDOW} s window "
+        f"(all within {figures.first_spread:.2f} s), "
+        f"at most {figures.busiest} in any {WINDOW} s, {figures.admitted} admitted in all, "
+        f"{figures.refused} refused with 429 (Retry-After {figures.retry_after[0]}-"
+        f"{figures.retry_after[1]} s)"
+    )
+    assert {a.status for a in answers} <= {200, 429}, name
+    assert figures.first_window == LIMIT, name
+    assert figures.busiest <= LIMIT, name
+    # The window slides: the first slots free up at start + WINDOW and are taken again.
+    assert LIMIT < figures.admitted <= 2 * LIMIT, name
+    # Retry-After is exact to the second: the refusals of the first window are told to come
+    # back when the first admission leaves it (the bounds allow for each request's latency).
+    admitted = [a for a in answers if a.status == 200]
+    start = min(a.sent for a in admitted)
+    first_answered = min(a.answered for a in admitted)
+    refusals = [a for a in answers if a.status == 429 and a.answered < start + WINDOW]
+    assert refusals, name
+    for refusal in refusals:
+        assert refusal.retry_after is not None
+        back = refusal.sent + refusal.retry_after
+        latency = refusal.answered - refusal.sent
+        assert start + WINDOW - latency - 0.01 <= back <= first_answered + WINDOW + 1.01, name
+
+
+@pytest.mark.redis
+def test_sliding_log_admits_exactly_the_limit_per_window_over_redis_and_in_memory(
+    tmp_path: Path,
+) -> None:
+    require_redis()
+    prefix = unique_prefix()
+    counters = f"redis://127.0.0.1:6379/0?prefix={prefix}&timeout_ms=1000"
+    try:
+        with (
+            running_upstream() as (upstream_port, _),
+            _gateways(
+                tmp_path, upstream_port, counters, LOG_POLICY, 2, warm_up_apart=True, name="redis"
+            ) as redis_ports,
+            _gateways(
+                tmp_path, upstream_port, "memory", LOG_POLICY, 1, warm_up_apart=True, name="memory"
+            ) as memory_ports,
+            ThreadPoolExecutor(2) as pool,
+        ):
+            # Both deployments under load at once: CI waits for one window, not two.
+            over_redis = pool.submit(_requests, redis_ports, LOG_SECONDS, _pace)
+            in_memory = pool.submit(_requests, memory_ports, LOG_SECONDS, _pace)
+            redis_answers, memory_answers = over_redis.result(), in_memory.result()
+    finally:
+        delete_prefix(prefix)
+    _check_sliding_log("redis, 2 processes", redis_answers)
+    _check_sliding_log("memory, 1 process", memory_answers)
 
 
 @pytest.mark.redis

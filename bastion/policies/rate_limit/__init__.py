@@ -1,4 +1,4 @@
-"""The rate_limit policy: GCRA or sliding-window limits with standard RateLimit headers."""
+"""The rate_limit policy: GCRA, sliding-window or sliding-log limits with RateLimit headers."""
 
 from bastion.policies.rate_limit.config import LimitConfig, RateLimitConfig
 from bastion.policies.rate_limit.policy import RateLimitPolicy

@@ -1,12 +1,12 @@
-"""Rate-limit arithmetic: GCRA and a sliding-window counter, pure functions over integer time.
+"""Rate-limit arithmetic: GCRA, a sliding-window counter and a sliding log, over integer time.
 
 How this works: time is an integer count of microseconds (exact, and small enough for the
 doubles of Redis' Lua), taken from an injected clock by the caller. Each limit is a `Rule`;
-each key's state is O(1): one integer for GCRA, three for the sliding window. `decide()` takes
-the stored state and the current time and returns a `Decision` plus the state to store if the
-request is admitted; a refused request leaves the state as it was, so only accepted requests
-are counted. The Redis Lua script (`bastion.counters.redis_counters`) implements the same
-formulas.
+each key's state is one integer for GCRA, three for the sliding window, and at most `limit`
+timestamps for the sliding log. `decide()` takes the stored state and the current time and
+returns a `Decision` plus the state to store if the request is admitted; a refused request
+leaves the state as it was, so only accepted requests are counted. The Redis Lua script
+(`bastion.counters.redis_counters`) implements the same formulas.
 
 GCRA (generic cell rate algorithm, a leaky bucket without a drip loop): with emission interval
 `T = ceil(window / limit)` and tolerance `tau = burst * T`, the state is the theoretical arrival
@@ -18,21 +18,33 @@ per window. See https://en.wikipedia.org/wiki/Generic_cell_rate_algorithm
 Sliding window: fixed windows aligned on multiples of `window`; the estimate of requests in
 the last `window` seconds is `previous * (window - elapsed) / window + current`, and a request
 is admitted iff that estimate plus one stays within `limit` (all in integer arithmetic).
+
+Sliding log: the state is the times of the admitted requests still inside the window, oldest
+first. A request at `now` is admitted iff fewer than `limit` of them are later than
+`now - window`; then `now` is appended. So no span of `window` microseconds (half-open) ever
+holds more than `limit` admissions, under demand exactly `limit` are admitted per window, and a
+refused request is told exactly when the oldest counted entry leaves the window. The log never
+holds more than `limit` entries, which is why `limit` is capped at `MAX_LOG_LIMIT`.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Literal
 
-Algorithm = Literal["gcra", "sliding_window"]
+Algorithm = Literal["gcra", "sliding_window", "sliding_log"]
 MICROS = 1_000_000
+MAX_LOG_LIMIT = 10_000
+"""The largest `limit` of a sliding log: each key keeps one timestamp per admitted request."""
 
 GCRAState = int
 """The theoretical arrival time of the next request, in microseconds."""
 WindowState = tuple[int, int, int]
 """(index of the current fixed window, requests in the previous one, in the current one)."""
-State = GCRAState | WindowState
+LogState = tuple[int, ...]
+"""Times of the admitted requests of a sliding log, oldest first (at most `limit`)."""
+State = GCRAState | WindowState | LogState
 
 
 def to_micros(seconds: float) -> int:
@@ -50,8 +62,9 @@ class Rule:
     """One limit: `limit` requests per `window_us` microseconds, with `burst` extra at once.
 
     Raises:
-        ValueError: a non-positive limit or window, a negative burst, or a burst with the
-            sliding window (which has no notion of one).
+        ValueError: a non-positive limit or window, a negative burst, a burst with another
+            algorithm than gcra (the others have no notion of one), or a sliding log longer
+            than `MAX_LOG_LIMIT`.
     """
 
     limit: int
@@ -68,6 +81,8 @@ class Rule:
             raise ValueError("burst must not be negative")
         if self.burst and self.algorithm != "gcra":
             raise ValueError("burst applies to the gcra algorithm only")
+        if self.algorithm == "sliding_log" and self.limit > MAX_LOG_LIMIT:
+            raise ValueError(f"sliding_log keeps at most {MAX_LOG_LIMIT:,} entries per key")
 
     @property
     def interval_us(self) -> int:
@@ -110,7 +125,10 @@ def decide(rule: Rule, state: State | None, now: int) -> tuple[Decision, State |
     if rule.algorithm == "gcra":
         tat = state if isinstance(state, int) else None
         return gcra(rule, tat, now)
-    window = state if isinstance(state, tuple) else None
+    if rule.algorithm == "sliding_log":
+        log = state if isinstance(state, tuple) else None
+        return sliding_log(rule, log, now)
+    window = state if isinstance(state, tuple) and len(state) == 3 else None
     return sliding_window(rule, window, now)
 
 
@@ -184,3 +202,24 @@ def _retry(rule: Rule, previous: int, current: int, elapsed: int) -> int:
         return until_next
     needed = window - (room_next * window) // current
     return until_next + needed
+
+
+def sliding_log(rule: Rule, log: LogState | None, now: int) -> tuple[Decision, LogState | None]:
+    """The sliding log for one request; `log` None for a new key.
+
+    Only an admission builds a new log (the entries still inside the window plus `now`), so
+    a refusal costs a binary search and no copy.
+    """
+    window = rule.window_us
+    limit = rule.limit
+    entries = log or ()
+    # Entries at or before now - window have left the window (the span is half-open).
+    start = bisect_right(entries, now - window)
+    count = len(entries) - start
+    if count < limit:
+        kept = (*entries[start:], now)
+        return Decision(True, limit - count - 1, window), kept
+    # Admission needs count <= limit - 1: the entry at index count - limit of the live part
+    # is the last that has to leave (with an unchanged limit, the oldest one).
+    leaves_at = entries[start + count - limit] + window
+    return Decision(False, 0, entries[-1] + window - now, leaves_at - now), log

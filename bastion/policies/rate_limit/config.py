@@ -6,9 +6,10 @@ import re
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from bastion.core.policy import PolicyConfig
-from bastion.policies.rate_limit.algorithm import Algorithm
+from bastion.policies.rate_limit.algorithm import MAX_LOG_LIMIT, Algorithm
 
 KEY_KINDS = ("ip", "consumer", "credential", "route")
 HEADER_KIND = "header:"
@@ -35,6 +36,23 @@ def _check_key(value: str | list[str]) -> list[str]:
             raise ValueError(f"key kind {raw!r} is listed twice")
         result.append(part)
     return result
+
+
+def _check_algorithm(limit: int | None, algorithm: Algorithm, burst: int) -> None:
+    """Cross-field rules of one limit; the error names `limit` when that is what is wrong."""
+    if burst and algorithm != "gcra":
+        raise ValueError("burst applies to the gcra algorithm only")
+    if algorithm == "sliding_log" and limit is not None and limit > MAX_LOG_LIMIT:
+        # The loader prints a "located" error as <model path>.<this path>: <message>.
+        raise PydanticCustomError(
+            "located",
+            "{path}: {message}",
+            {
+                "path": "limit",
+                "message": f"sliding_log keeps one entry per admitted request, so its limit is"
+                f" at most {MAX_LOG_LIMIT:,} (got {limit}); use gcra for larger limits",
+            },
+        )
 
 
 def _normalise_key(value: object) -> object:
@@ -65,7 +83,9 @@ class LimitConfig(BaseModel):
         "list combining them. consumer/credential/header fall back to the client IP when absent.",
     )
     algorithm: Algorithm = Field(
-        "gcra", description="`gcra` (smooth, the default) or `sliding_window`."
+        "gcra",
+        description="`gcra` (smooth, the default), `sliding_window` (approximate) or "
+        f"`sliding_log` (exact, limit at most {MAX_LOG_LIMIT:,}).",
     )
     name: str | None = Field(
         None,
@@ -79,9 +99,8 @@ class LimitConfig(BaseModel):
         return _normalise_key(value)
 
     @model_validator(mode="after")
-    def _burst_needs_gcra(self) -> Self:
-        if self.burst and self.algorithm != "gcra":
-            raise ValueError("burst applies to the gcra algorithm only")
+    def _fits_the_algorithm(self) -> Self:
+        _check_algorithm(self.limit, self.algorithm, self.burst)
         return self
 
 
@@ -95,7 +114,9 @@ class RateLimitConfig(PolicyConfig):
         default_factory=lambda: ["ip"],
         description="ip, consumer, credential, route, header:<name>, or a list of them.",
     )
-    algorithm: Algorithm = Field("gcra", description="`gcra` or `sliding_window`.")
+    algorithm: Algorithm = Field(
+        "gcra", description="`gcra`, `sliding_window` or `sliding_log` (exact)."
+    )
     name: str | None = Field(None, pattern=_NAME, description="Name in the RateLimit headers.")
     limits: list[LimitConfig] | None = Field(
         None, min_length=1, description="Several limits, all applied (instead of `limit`)."
@@ -121,8 +142,7 @@ class RateLimitConfig(PolicyConfig):
         if self.limits is None:
             if self.limit is None or self.window is None:
                 raise ValueError("set limit and window, or a list of limits")
-            if self.burst and self.algorithm != "gcra":
-                raise ValueError("burst applies to the gcra algorithm only")
+            _check_algorithm(self.limit, self.algorithm, self.burst)
         elif self.limit is not None or self.window is not None:
             raise ValueError("limit/window and limits exclude each other")
         names = [limit_name(item, len(self.resolved())) for item in self.resolved()]

@@ -1,4 +1,4 @@
-"""The rate_limit policy: GCRA or sliding-window limits per client, consumer, route or header."""
+"""The rate_limit policy: GCRA or sliding limits per client, consumer, route or header."""
 
 from __future__ import annotations
 
@@ -37,6 +37,10 @@ class _Limit:
             for kind in kinds
         )
         self.prefix = f"{scope}{_SEPARATOR}{name}"
+        if rule.algorithm == "sliding_log":
+            # Its state has another shape (a Redis list): a reload that switches a limit to or
+            # from the log must not find the other algorithm's state under the same key.
+            self.prefix += f"{_SEPARATOR}log"
 
     def key(self, ctx: RequestContext) -> str:
         """The counter key of `ctx` for this limit."""

@@ -1,4 +1,4 @@
-"""GCRA and sliding-window arithmetic: exact admission counts and recovery."""
+"""GCRA, sliding-window and sliding-log arithmetic: exact admission counts and recovery."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from bastion.policies.rate_limit.algorithm import (
+    MAX_LOG_LIMIT,
     MICROS,
     Decision,
     Rule,
@@ -211,8 +212,24 @@ def test_sliding_window_weighs_the_previous_window():
             {"limit": 1, "window_us": 1, "burst": 1, "algorithm": "sliding_window"},
             "gcra algorithm only",
         ),
+        (
+            {"limit": 1, "window_us": 1, "burst": 1, "algorithm": "sliding_log"},
+            "gcra algorithm only",
+        ),
+        (
+            {"limit": MAX_LOG_LIMIT + 1, "window_us": 1, "algorithm": "sliding_log"},
+            "at most 10,000 entries",
+        ),
     ],
-    ids=["zero_limit", "negative_limit", "zero_window", "negative_burst", "burst_sliding"],
+    ids=[
+        "zero_limit",
+        "negative_limit",
+        "zero_window",
+        "negative_burst",
+        "burst_sliding",
+        "burst_log",
+        "log_too_long",
+    ],
 )
 def test_rule_refuses_impossible_limits(settings_, message):
     with pytest.raises(ValueError, match=message):
@@ -225,3 +242,120 @@ def test_time_conversions_round_the_safe_way():
     assert ceil_seconds(1_000_000) == 1
     assert ceil_seconds(1_000_001) == 2
     assert ceil_seconds(0) == 0
+
+
+# Sliding log. Arrival gaps include 0 (several requests in one microsecond) and gaps around
+# the window length, where an off-by-one at the window edge would show.
+log_rules = st.builds(
+    Rule,
+    limit=st.integers(1, 30),
+    window_us=st.integers(1, 20).map(lambda s: s * MICROS // 4),
+    algorithm=st.just("sliding_log"),
+)
+log_gaps = st.lists(
+    st.one_of(
+        st.integers(0, 3),
+        st.integers(0, 2 * MICROS),
+        st.sampled_from([MICROS // 4 - 1, MICROS // 4, MICROS // 4 + 1]),
+    ),
+    min_size=1,
+    max_size=300,
+)
+
+
+@settings(max_examples=300)
+@given(rule=log_rules, gap_list=log_gaps)
+def test_sliding_log_admits_iff_fewer_than_limit_were_admitted_in_the_window(rule, gap_list):
+    # Oracle: the definition itself, over the requests admitted so far (refused ones are
+    # never counted): admit iff fewer than `limit` admissions lie in (now - window, now].
+    state: State | None = None
+    admitted: list[int] = []
+    for now in _times(gap_list):
+        decision, new_state = decide(rule, state, now)
+        in_window = sum(1 for time in admitted if time > now - rule.window_us)
+        assert decision.allowed == (in_window < rule.limit)
+        if decision.allowed:
+            assert decision.remaining == rule.limit - in_window - 1
+            assert decision.reset_us == rule.window_us
+            admitted.append(now)
+            state = new_state
+            assert isinstance(state, tuple)
+            assert len(state) <= rule.limit  # bounded memory: never more than `limit` entries
+        else:
+            assert new_state == state  # a refusal never changes the log
+            assert decision.remaining == 0
+    assert _max_in_any_window(admitted, rule.window_us) <= rule.limit
+
+
+@settings(max_examples=300)
+@given(rule=log_rules, gap_list=log_gaps)
+def test_sliding_log_never_admits_more_than_limit_in_any_window(rule, gap_list):
+    admitted = _run(rule, _times(gap_list))
+    assert _max_in_any_window(admitted, rule.window_us) <= rule.limit
+
+
+@settings(max_examples=300)
+@given(rule=log_rules, gap_list=log_gaps)
+def test_sliding_log_refusal_says_exactly_when_to_retry(rule, gap_list):
+    state: State | None = None
+    for now in _times(gap_list):
+        decision, new_state = decide(rule, state, now)
+        if decision.allowed:
+            state = new_state
+            continue
+        assert isinstance(state, tuple)
+        # The oldest counted entry leaves the window then, and not a microsecond earlier.
+        assert decision.retry_after_us == state[-rule.limit] + rule.window_us - now
+        assert decision.retry_after_us > 0
+        assert not decide(rule, state, now + decision.retry_after_us - 1)[0].allowed
+        assert decide(rule, state, now + decision.retry_after_us)[0].allowed
+        assert decision.reset_us == state[-1] + rule.window_us - now
+
+
+@settings(max_examples=200)
+@given(
+    limit=st.integers(1, 100),
+    per_slot=st.integers(1, 5),
+    tick=st.integers(1, 50_000),
+    windows=st.integers(1, 4),
+    start=st.integers(0, 10**12),
+)
+def test_sliding_log_admits_exactly_limit_per_window_under_demand(
+    limit, per_slot, tick, windows, start
+):
+    # Demand at 1-5 times the limit, on a grid the window falls on: every fixed window counted
+    # from the first admission holds exactly `limit` admissions, never one more or one less.
+    rule = Rule(limit, limit * per_slot * tick, algorithm="sliding_log")
+    arrivals = list(range(start, start + windows * rule.window_us, tick))
+    admitted = _run(rule, arrivals)
+    for index in range(windows):
+        low = start + index * rule.window_us
+        assert sum(1 for time in admitted if low <= time < low + rule.window_us) == limit
+
+
+def test_sliding_log_counts_a_burst_then_frees_one_slot_per_expired_entry():
+    rule = Rule(3, 10 * MICROS, algorithm="sliding_log")
+    state: State | None = None
+    answers = []
+    for now in (0, 1 * MICROS, 2 * MICROS, 3 * MICROS):
+        decision, state = decide(rule, state, now)
+        answers.append(decision)
+    assert answers == [
+        Decision(True, 2, 10 * MICROS),
+        Decision(True, 1, 10 * MICROS),
+        Decision(True, 0, 10 * MICROS),
+        Decision(False, 0, 9 * MICROS, 7 * MICROS),
+    ]
+    assert state == (0, 1 * MICROS, 2 * MICROS)
+    # At exactly 10 s the first entry has left (the window is half-open): one slot, not three.
+    decision, state = decide(rule, state, 10 * MICROS)
+    assert decision == Decision(True, 0, 10 * MICROS)
+    assert state == (1 * MICROS, 2 * MICROS, 10 * MICROS)
+    assert decide(rule, state, 10 * MICROS + 1)[0] == Decision(
+        False, 0, 10 * MICROS - 1, MICROS - 1
+    )
+
+
+def test_sliding_log_at_the_largest_limit_is_accepted():
+    rule = Rule(MAX_LOG_LIMIT, MICROS, algorithm="sliding_log")
+    assert rule.capacity == MAX_LOG_LIMIT

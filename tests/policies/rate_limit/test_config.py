@@ -26,6 +26,12 @@ def test_inline_limit_defaults():
     assert config.on_backend_error == "local"
 
 
+def test_accepts_a_sliding_log_up_to_the_entry_cap():
+    config = RateLimitConfig(limit=10_000, window=60, algorithm="sliding_log")
+    [limit] = config.resolved()
+    assert (limit.limit, limit.algorithm) == (10_000, "sliding_log")
+
+
 def test_accepts_several_limits_and_combined_keys():
     config = RateLimitConfig.model_validate(
         {
@@ -59,6 +65,15 @@ def test_accepts_several_limits_and_combined_keys():
             "gcra algorithm only",
         ),
         ({"limit": 5, "window": 60, "algorithm": "token_bucket"}, "gcra"),
+        (
+            {"limit": 5, "window": 60, "burst": 1, "algorithm": "sliding_log"},
+            "gcra algorithm only",
+        ),
+        ({"limit": 10_001, "window": 60, "algorithm": "sliding_log"}, "at most 10,000"),
+        (
+            {"limits": [{"limit": 20_000, "window": 1, "algorithm": "sliding_log"}]},
+            "at most 10,000",
+        ),
         ({"limit": 5, "window": 60, "limits": [{"limit": 1, "window": 1}]}, "exclude each other"),
         ({"limits": []}, "at least 1"),
         ({"limits": [{"limit": 1, "window": 1}, {"limit": 1, "window": 1}]}, "share a name"),
@@ -79,6 +94,9 @@ def test_accepts_several_limits_and_combined_keys():
         "negative_burst",
         "burst_with_sliding_window",
         "unknown_algorithm",
+        "burst_with_sliding_log",
+        "sliding_log_too_long",
+        "sliding_log_too_long_in_list",
         "inline_and_list",
         "empty_list",
         "duplicate_names",
@@ -133,8 +151,23 @@ def _document(policies: dict[str, object]) -> dict[str, object]:
             {"rate_limit": {"limits": [{"limit": 1, "window": 1}, {"limit": -1, "window": 1}]}},
             "services[0].routes[1].policies.rate_limit.limits[1].limit",
         ),
+        (
+            {"rate_limit": {"limit": 50_000, "window": 60, "algorithm": "sliding_log"}},
+            "services[0].routes[1].policies.rate_limit.limit: sliding_log keeps one entry",
+        ),
+        (
+            {
+                "rate_limit": {
+                    "limits": [
+                        {"limit": 1, "window": 1},
+                        {"limit": 10_001, "window": 1, "algorithm": "sliding_log"},
+                    ]
+                }
+            },
+            "services[0].routes[1].policies.rate_limit.limits[1].limit: sliding_log keeps",
+        ),
     ],
-    ids=["zero_limit", "unknown_key", "negative_in_list"],
+    ids=["zero_limit", "unknown_key", "negative_in_list", "long_log", "long_log_in_list"],
 )
 def test_config_errors_name_the_dotted_path(policies, path):
     with pytest.raises(ConfigErrors) as caught:

@@ -245,6 +245,70 @@ def test_a_request_refused_by_one_limit_is_counted_by_none():
     assert (ctx.response_headers.get(b"ratelimit") or b"").startswith(b'"per-ip";r=3;')
 
 
+def test_sliding_log_admits_the_limit_at_once_and_retries_when_the_oldest_leaves():
+    clock = FakeClock()
+    policy = _policy(clock, limit=3, window=60, algorithm="sliding_log")
+    headers = []
+    for _ in range(3):
+        ctx = make_ctx(clock=clock)
+        assert policy.access(ctx) is None
+        _respond(policy, ctx)
+        headers.append(ctx.response_headers.get(b"ratelimit"))
+        clock.advance(10)
+    assert headers == [b'"default";r=2;t=60', b'"default";r=1;t=60', b'"default";r=0;t=60']
+    # At 30 s the oldest entry (0 s) leaves at 60 s: Retry-After 30; the key rests at 80 s.
+    ctx = make_ctx(clock=clock)
+    with pytest.raises(RateLimited) as caught:
+        policy.access(ctx)
+    assert (b"retry-after", b"30") in caught.value.headers
+    _respond(policy, ctx)
+    assert ctx.response_headers.get(b"ratelimit-policy") == b'"default";q=3;w=60'
+    assert ctx.response_headers.get(b"ratelimit") == b'"default";r=0;t=50'
+    clock.advance(29.999)
+    with pytest.raises(RateLimited):
+        policy.access(make_ctx(clock=clock))
+    clock.advance(0.001)
+    assert policy.access(make_ctx(clock=clock)) is None
+
+
+def test_sliding_log_refused_by_another_limit_keeps_its_slot():
+    clock = FakeClock()
+    policy = _policy(
+        clock,
+        limits=[
+            {"limit": 2, "window": 60, "algorithm": "sliding_log", "name": "log"},
+            {"limit": 1, "window": 60, "key": "header:x-tenant", "name": "tenant"},
+        ],
+    )
+    tenant = [(b"host", b"h"), (b"x-tenant", b"t")]
+    policy.access(make_ctx(clock=clock, headers=tenant))
+    for _ in range(5):
+        with pytest.raises(RateLimited):
+            policy.access(make_ctx(clock=clock, headers=tenant))
+    ctx = make_ctx(clock=clock)
+    policy.access(ctx)  # the second (and last) slot of the log: the refusals took none
+    _respond(policy, ctx)
+    assert (ctx.response_headers.get(b"ratelimit") or b"").startswith(b'"log";r=0;')
+
+
+def test_switching_a_limit_to_the_sliding_log_does_not_reuse_the_old_counter():
+    # A reload keeps the counters: the log must not read GCRA's or the window's state (in
+    # Redis another type under the same key would fail every check of the batch).
+    clock = FakeClock()
+    counters = MemoryCounters(clock)
+    keys = {
+        algorithm: _policy(clock, counters, limit=1, window=60, algorithm=algorithm).checks(
+            make_ctx(clock=clock)
+        )[0][0]
+        for algorithm in ("gcra", "sliding_window", "sliding_log")
+    }
+    assert keys["gcra"] == keys["sliding_window"]  # unchanged: existing counters carry over
+    assert keys["sliding_log"] != keys["gcra"]
+    _policy(clock, counters, limit=1, window=60).access(make_ctx(clock=clock))
+    log = _policy(clock, counters, limit=1, window=60, algorithm="sliding_log")
+    assert log.access(make_ctx(clock=clock)) is None
+
+
 def test_report_only_lets_the_request_through_and_reports():
     clock = FakeClock()
     policy = _policy(clock, limit=1, window=60, mode="report_only")
