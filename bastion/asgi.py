@@ -236,6 +236,7 @@ class _Exchange:
         "body_limit",
         "chain",
         "ctx",
+        "held",
         "local",
         "mw",
         "receive",
@@ -252,6 +253,7 @@ class _Exchange:
         self.send = send
         self.chain = mw.global_chain
         self.started = False
+        self.held: Message | None = None
         self.received = 0
         self.body_limit = mw.max_body
         self.ctx: RequestContext | None = None
@@ -421,6 +423,11 @@ class _Exchange:
             ctx.response_headers = headers
             chain.header_filter(ctx)
             self.started = True
+            if chain.has_body_filter:
+                # A body filter may hold the body back and then change the status and
+                # headers: the start message leaves with the first bytes it releases.
+                self.held = message
+                return
             message = {**message, "status": ctx.status, "headers": ctx.response_headers.items()}
         elif kind == "http.response.body":
             body: bytes = message.get("body", b"")
@@ -428,6 +435,13 @@ class _Exchange:
             if chain.has_body_filter:
                 end = not message.get("more_body", False)
                 message = {**message, "body": chain.body_filter(ctx, body, end)}
+                held = self.held
+                if held is not None:
+                    if not (message["body"] or end):
+                        return  # still held back: nothing may precede the start message
+                    self.held = None
+                    items = ctx.response_headers.items()
+                    await self.send({**held, "status": ctx.status, "headers": items})
         await self.send(message)
 
     async def _finish(self, ctx: RequestContext) -> None:

@@ -139,6 +139,7 @@ class Forwarding:
         "_done",
         "_has_length",
         "_head",
+        "_head_held",
         "_loop",
         "_on_done",
         "_retried",
@@ -176,6 +177,7 @@ class Forwarding:
         self._done = False
         self._retried = False
         self._has_length = False
+        self._head_held = False
 
     def start(self) -> None:
         """Pick an upstream connection (or open one) and send the request."""
@@ -266,19 +268,37 @@ class Forwarding:
         if chain.has_header_filter:
             chain.header_filter(ctx)
             has_length = b"content-length" in ctx.response_headers
+        if chain.has_body_filter:
+            # A body filter may hold the body back and then change the status and headers
+            # (response validation): the head leaves with the first bytes it releases.
+            self._head_held = True
+            return
         self.exchange.send_head(ctx.status, ctx.response_headers.items(), has_length=has_length)
+
+    def _release_head(self) -> None:
+        self._head_held = False
+        ctx = self.ctx
+        headers = ctx.response_headers
+        self.exchange.send_head(
+            ctx.status, headers.items(), has_length=b"content-length" in headers
+        )
 
     def on_response_body(self, chunk: bytes) -> None:
         """Relay a body chunk (through body filters when the route has any)."""
         self.ctx.bytes_sent += len(chunk)
         if self.chain.has_body_filter:
             chunk = self.chain.body_filter(self.ctx, chunk, False)
+            if self._head_held and chunk:
+                self._release_head()
         self.exchange.send_body(chunk)
 
     def on_response_end(self) -> None:
         """Finish the client's response and log."""
         if self.chain.has_body_filter:
-            self.exchange.send_body(self.chain.body_filter(self.ctx, b"", True))
+            last = self.chain.body_filter(self.ctx, b"", True)
+            if self._head_held:
+                self._release_head()
+            self.exchange.send_body(last)
         conn, self._conn = self._conn, None
         if conn is not None and not self.exchange.body_done:
             # Fix: the upstream answered before the whole request body was sent (an early

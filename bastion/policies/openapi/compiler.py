@@ -22,6 +22,7 @@ import jsonschema_rs
 import orjson
 
 from bastion.http.headers import Headers
+from bastion.policies.openapi.multipart import MultipartError, Part, boundary_of, parse_multipart
 from bastion.policies.openapi.params import (
     Kind,
     Raw,
@@ -33,6 +34,7 @@ from bastion.policies.openapi.params import (
     split_path,
     split_query,
 )
+from bastion.policies.openapi.responses import Responses, compile_responses
 from bastion.policies.openapi.schema import (
     READ_ONLY_KEYWORD,
     RequestView,
@@ -57,6 +59,10 @@ BAD_STYLE = "is not serialised as the parameter's style requires"
 BAD_JSON = "is not valid JSON"
 DUPLICATE_KEY = "has a duplicate object key"
 NO_BODY = "this operation takes no request body"
+BAD_MULTIPART = "is not well-formed multipart/form-data within the part limits"
+BAD_PART_TYPE = "has a media type the field does not accept"
+NOT_UTF8 = "is not valid UTF-8 text"
+_NOT_PARSED = object()
 
 
 class _ReadOnly:
@@ -192,11 +198,28 @@ class Parameter:
 
 @dataclass(slots=True)
 class MediaType:
-    """A request body media type of an operation."""
+    """A request body media type of an operation.
 
-    kind: Literal["json", "form", "other"]
+    `form_types` maps a form field to its coercion types and whether it is an array. For
+    `multipart/form-data`, `binary` names the fields kept as raw bytes (a latin-1 string, so
+    `maxLength` counts bytes), `json_fields` those whose parts hold JSON, and `encodings` the
+    media types a field's part may declare (the `encoding` object's `contentType`).
+    """
+
+    kind: Literal["json", "form", "multipart", "other"]
     validator: jsonschema_rs.Validator | None
     form_types: dict[str, tuple[tuple[str, ...], bool]] = field(default_factory=dict)
+    binary: frozenset[str] = frozenset()
+    json_fields: frozenset[str] = frozenset()
+    encodings: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MultipartLimits:
+    """Bounds on a multipart/form-data body."""
+
+    max_parts: int = 100
+    max_part_bytes: int = 1024 * 1024
 
 
 def _json_media(media: str) -> bool:
@@ -237,6 +260,7 @@ class Operation:
     cookie_params: list[Parameter]
     body_required: bool
     media: dict[str, MediaType] | None
+    responses: Responses | None = None
 
     @property
     def has_body(self) -> bool:
@@ -546,29 +570,83 @@ def _compile_body(
         if _json_media(key):
             media[key] = MediaType("json", validator)
         elif key == "application/x-www-form-urlencoded":
-            form_types = {}
-            for prop, prop_schema in property_schemas(schema, view.resolve).items():
-                types = schema_types(prop_schema, view.resolve)
-                if "array" in types:
-                    items = _resolved(prop_schema, view.resolve) or {}
-                    item_types = schema_types(items.get("items"), view.resolve)
-                    form_types[prop] = (item_types or ("string",), True)
-                else:
-                    form_types[prop] = (types or ("string",), False)
-            media[key] = MediaType("form", validator, form_types)
+            media[key] = MediaType("form", validator, _form_types(schema, view))
+        elif key == "multipart/form-data":
+            media[key] = _multipart_media(schema, media_object or {}, validator, view)
         else:
             media[key] = MediaType("other", None)
     return bool(body.get("required", False)), media
 
 
-def compile_spec(document: dict[str, Any], *, additional: Additional) -> CompiledSpec:
+def _form_types(schema: Any, view: RequestView) -> dict[str, tuple[tuple[str, ...], bool]]:
+    form_types = {}
+    for prop, prop_schema in property_schemas(schema, view.resolve).items():
+        types = schema_types(prop_schema, view.resolve)
+        if "array" in types:
+            items = _resolved(prop_schema, view.resolve) or {}
+            item_types = schema_types(items.get("items"), view.resolve)
+            form_types[prop] = (item_types or ("string",), True)
+        else:
+            form_types[prop] = (types or ("string",), False)
+    return form_types
+
+
+def _is_binary(schema: Any, view: RequestView) -> bool:
+    """A file field: `format: binary` (3.0) or `contentMediaType` / `contentEncoding` (3.1)."""
+    resolved = _resolved(schema, view.resolve)
+    if not isinstance(resolved, dict):
+        return False
+    if resolved.get("format") == "binary" or "contentMediaType" in resolved:
+        return True
+    items = resolved.get("items")
+    return isinstance(items, dict) and _is_binary(items, view)
+
+
+def _multipart_media(
+    schema: Any,
+    media_object: dict[str, Any],
+    validator: jsonschema_rs.Validator | None,
+    view: RequestView,
+) -> MediaType:
+    properties = property_schemas(schema, view.resolve)
+    encodings: dict[str, tuple[str, ...]] = {}
+    for name, encoding in (media_object.get("encoding") or {}).items():
+        declared = encoding.get("contentType") if isinstance(encoding, dict) else None
+        if isinstance(declared, str):
+            encodings[str(name)] = tuple(
+                item.split(";")[0].strip().lower() for item in declared.split(",") if item.strip()
+            )
+    json_fields = set()
+    for name, prop_schema in properties.items():
+        declared_types = encodings.get(name)
+        if declared_types is not None:
+            if any(_json_media(item) for item in declared_types):
+                json_fields.add(name)
+        elif "object" in schema_types(prop_schema, view.resolve):
+            json_fields.add(name)  # OpenAPI: an object property defaults to application/json
+    return MediaType(
+        "multipart",
+        validator,
+        _form_types(schema, view),
+        binary=frozenset(n for n, s in properties.items() if _is_binary(s, view)),
+        json_fields=frozenset(json_fields),
+        encodings=encodings,
+    )
+
+
+def compile_spec(
+    document: dict[str, Any], *, additional: Additional, responses: bool = False
+) -> CompiledSpec:
     """Compile every operation of a bundled, checked document.
+
+    With `responses`, each operation's documented responses are compiled too (response view).
 
     Raises:
         ValueError: a schema cannot be compiled (an invalid regular expression, for example);
             the message names the location in the document.
     """
     view = RequestView(document, close_objects=additional != "allow")
+    response_view = RequestView(document, close_objects=True, response=True) if responses else None
     resolve = view.resolve
     items: list[tuple[str, dict[str, Operation]]] = []
     operations: list[Operation] = []
@@ -604,6 +682,11 @@ def compile_spec(document: dict[str, Any], *, additional: Additional) -> Compile
                 cookie_params=[p for p in compiled if p.location == "cookie"],
                 body_required=required,
                 media=media,
+                responses=compile_responses(
+                    op.get("responses"), response_view, f"{where}/responses", _validator
+                )
+                if response_view is not None
+                else None,
             )
             by_method[operation.method] = operation
             operations.append(operation)
@@ -638,8 +721,14 @@ def check_body(
     *,
     additional: Additional,
     reject_duplicates: bool,
+    limits: MultipartLimits | None = None,
+    parsed: object = _NOT_PARSED,
 ) -> BodyOutcome:
-    """Check the (buffered) body of a request against the operation's request body."""
+    """Check the (buffered) body of a request against the operation's request body.
+
+    `parsed` is the body already parsed as JSON (by size_limit), reused unless duplicate
+    keys must be detected; `limits` bounds multipart bodies.
+    """
     if not body:
         if op.body_required:
             return BodyOutcome(400, [{"in": "body", "path": "", "message": REQUIRED}])
@@ -654,15 +743,33 @@ def check_body(
         return BodyOutcome(
             415, [{"in": "header", "name": "content-type", "message": "is not accepted here"}]
         )
-    if media.kind == "other" or media.validator is None:
+    if media.kind == "other" or (media.validator is None and media.kind != "multipart"):
         return BodyOutcome()
-    if media.kind == "json":
+    parts: list[Part] = []
+    document: Any
+    if media.kind == "json" and parsed is not _NOT_PARSED and not reject_duplicates:
+        document = parsed
+    elif media.kind == "json":
         try:
             document = parse_json(body, reject_duplicates=reject_duplicates)
         except KeyError:
             return BodyOutcome(400, [{"in": "body", "path": "", "message": DUPLICATE_KEY}])
         except (ValueError, RecursionError):
             return BodyOutcome(400, [{"in": "body", "path": "", "message": BAD_JSON}])
+    elif media.kind == "multipart":
+        limits = limits or MultipartLimits()
+        try:
+            boundary = boundary_of(headers.get(b"content-type") or b"")
+            parts = parse_multipart(
+                body, boundary, max_parts=limits.max_parts, max_part_bytes=limits.max_part_bytes
+            )
+        except MultipartError:
+            return BodyOutcome(400, [{"in": "body", "path": "", "message": BAD_MULTIPART}])
+        document, status, part_problems = _multipart_document(parts, media)
+        if status:
+            return BodyOutcome(status, part_problems)
+        if media.validator is None:
+            return BodyOutcome()
     else:
         try:
             pairs = parse_query(body)
@@ -670,11 +777,13 @@ def check_body(
             return BodyOutcome(400, [{"in": "body", "path": "", "message": BAD_STYLE}])
         document = _form_document(pairs, media)
     validator = media.validator
-    if validator.is_valid(document):
+    if validator is None or validator.is_valid(document):
         return BodyOutcome()
     problems, extra = schema_problems(validator, document, "body", None)
     if additional != "strip" or not extra or len(extra) != len(problems):
         return BodyOutcome(422, problems)
+    if media.kind == "multipart" and any(base for base, _ in extra):
+        return BodyOutcome(422, problems)  # only whole fields can be cut out of a multipart body
     # Only undeclared properties are wrong: drop them and forward the rest.
     for base, prop in extra:
         target: Any = document
@@ -687,6 +796,8 @@ def check_body(
         return BodyOutcome(422, problems)
     if media.kind == "json":
         return BodyOutcome(new_body=orjson.dumps(document))
+    if media.kind == "multipart":
+        return BodyOutcome(new_body=_rebuild_multipart(body, parts, document))
     kept = [
         part
         for part in body.split(b"&")
@@ -709,3 +820,60 @@ def _form_document(pairs: list[tuple[str, str]], media: MediaType) -> dict[str, 
         else:
             document[name] = item
     return document
+
+
+def _media_allowed(media: str, allowed: tuple[str, ...]) -> bool:
+    return media in allowed or media.partition("/")[0] + "/*" in allowed or "*/*" in allowed
+
+
+def _multipart_document(
+    parts: list[Part], media: MediaType
+) -> tuple[dict[str, object], int, list[Problem]]:
+    """The form document of multipart parts, or a status (400/422) and the problems found."""
+    document: dict[str, object] = {}
+    for part in parts:
+        name = part.name
+        where = _pointer([_clip(name)])
+        allowed = media.encodings.get(name)
+        if (
+            allowed
+            and part.content_type is not None
+            and not _media_allowed(part.content_type, allowed)
+        ):
+            return {}, 422, [{"in": "body", "path": where, "message": BAD_PART_TYPE}]
+        types, is_array = media.form_types.get(name, (("string",), False))
+        item: object
+        if name in media.json_fields:
+            try:
+                item = orjson.loads(part.data)
+            except orjson.JSONDecodeError:
+                return {}, 400, [{"in": "body", "path": where, "message": BAD_JSON}]
+        elif name in media.binary or part.filename is not None:
+            item = part.data.decode("latin-1")  # one character per byte: maxLength counts bytes
+        else:
+            try:
+                text = part.data.decode("utf-8")
+            except UnicodeDecodeError:
+                return {}, 400, [{"in": "body", "path": where, "message": NOT_UTF8}]
+            item = coerce(text, types)
+        if is_array:
+            existing = document.setdefault(name, [])
+            if isinstance(existing, list):
+                existing.append(item)
+        elif name in document:
+            document[name] = [document[name], item]  # a repeated scalar fails the schema
+        else:
+            document[name] = item
+    return document, 0, []
+
+
+def _rebuild_multipart(body: bytes, parts: list[Part], document: dict[str, object]) -> bytes:
+    """The body with the parts of fields no longer in `document` cut out."""
+    first_line = body.find(b"\r\n")
+    delimiter = body[:first_line]
+    kept = [body[part.start : part.end] for part in parts if part.name in document]
+    out = [delimiter]
+    for raw in kept:
+        out += (b"\r\n", raw, b"\r\n", delimiter)
+    out.append(b"--\r\n")
+    return b"".join(out)

@@ -25,8 +25,30 @@ class OpenAPIConfig(PolicyConfig):
         "",
         description="Prefix of request paths in front of the document's paths, e.g. `/api`.",
     )
-    validate_responses: Literal["off"] = Field(
-        "off", description="Response validation; only `off` is implemented so far."
+    validate_responses: Literal["off", "report_only", "enforce"] = Field(
+        "off",
+        description="Check upstream responses against the documented ones (status, media "
+        "type, schema with undocumented fields refused): `report_only` forwards them and "
+        "records a security event, `enforce` answers 502 `invalid_upstream_response` instead.",
+    )
+    strip_undocumented_response_fields: bool = Field(
+        False,
+        description="Remove properties the response schema does not describe from JSON "
+        "responses (recursively), before they reach the client.",
+    )
+    max_response_bytes: int = Field(
+        1024 * 1024,
+        gt=0,
+        description="Largest response body buffered for validation or stripping; larger ones "
+        "pass unvalidated, with a log event.",
+    )
+    max_multipart_parts: int = Field(
+        100, gt=0, description="Most parts in a multipart/form-data request body; 400 above."
+    )
+    max_multipart_part_bytes: int = Field(
+        1024 * 1024,
+        gt=0,
+        description="Largest content of one multipart/form-data part (a file, say); 400 above.",
     )
     reject_duplicate_keys: bool = Field(
         False,

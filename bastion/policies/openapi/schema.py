@@ -14,6 +14,11 @@ applies Bastion's rules:
   what to do with other properties itself. Using `unevaluatedProperties` at the use site rather
   than `additionalProperties` in every definition keeps `allOf` compositions working.
 
+The *response view* (`response=True`) checks what an upstream sends back: every object schema
+in a value position that declares properties is closed unless it says otherwise (fields the
+document does not describe are excessive data exposure), and a `writeOnly` property (a
+password, say) counts as undocumented. `readOnly` and integer bounds do not apply.
+
 Only pure data transformations live here; no I/O.
 """
 
@@ -85,10 +90,13 @@ def property_schemas(schema: Any, resolve: Resolver, depth: int = 0) -> dict[str
 class RequestView:
     """Rewrites schemas of one OpenAPI document into the request view described above."""
 
-    def __init__(self, document: dict[str, Any], *, close_objects: bool) -> None:
+    def __init__(
+        self, document: dict[str, Any], *, close_objects: bool, response: bool = False
+    ) -> None:
         self.document = document
         self.openapi30 = str(document.get("openapi", "")).startswith("3.0.")
         self.close_objects = close_objects
+        self.response = response
         components = document.get("components")
         schemas = components.get("schemas") if isinstance(components, dict) else None
         converted = {}
@@ -116,13 +124,14 @@ class RequestView:
             return converted
         return {**converted, "components": self.components}
 
-    def _read_only(self, schema: Any, depth: int = 0) -> bool:
+    def _flagged(self, schema: Any, flag: str, depth: int = 0) -> bool:
+        """Whether `schema` (through `$ref`) sets `flag` (`readOnly`, `writeOnly`) to true."""
         if not isinstance(schema, dict) or depth > 16:
             return False
-        if schema.get("readOnly") is True:
+        if schema.get(flag) is True:
             return True
         ref = schema.get("$ref")
-        return isinstance(ref, str) and self._read_only(self.resolve(ref), depth + 1)
+        return isinstance(ref, str) and self._flagged(self.resolve(ref), flag, depth + 1)
 
     def _closable(self, schema: dict[str, Any], depth: int = 0) -> bool:
         """Whether the schema declares properties, so that undeclared ones are 'additional'."""
@@ -162,8 +171,11 @@ class RequestView:
                 out[key] = item
         if self.openapi30:
             self._from_30(out)
-        self._read_only_properties(out, schema)
-        self._bound_integers(out)
+        if self.response:
+            self._write_only_properties(out, schema)
+        else:
+            self._read_only_properties(out, schema)
+            self._bound_integers(out)
         if value and self.close_objects and self._closable(schema):
             if any(key in schema for key in _IN_PLACE):
                 out["unevaluatedProperties"] = False
@@ -192,13 +204,25 @@ class RequestView:
         properties = original.get("properties")
         if not isinstance(properties, dict):
             return
-        hidden = [name for name, s in properties.items() if self._read_only(s)]
+        hidden = [name for name, s in properties.items() if self._flagged(s, "readOnly")]
         if not hidden:
             return
         for name in hidden:
             out["properties"][name] = {READ_ONLY_KEYWORD: True}
         required = out.get("required")
         if isinstance(required, list):
+            out["required"] = [name for name in required if name not in hidden]
+
+    def _write_only_properties(self, out: dict[str, Any], original: dict[str, Any]) -> None:
+        """A response must not carry a `writeOnly` property: drop it from the declared ones."""
+        properties = original.get("properties")
+        if not isinstance(properties, dict):
+            return
+        hidden = [name for name, s in properties.items() if self._flagged(s, "writeOnly")]
+        for name in hidden:
+            del out["properties"][name]
+        required = out.get("required")
+        if hidden and isinstance(required, list):
             out["required"] = [name for name in required if name not in hidden]
 
     @staticmethod

@@ -29,3 +29,23 @@ class SizeLimitConfig(PolicyConfig):
     max_header_count: int | None = Field(
         100, gt=0, description="Most request header fields; 431 above."
     )
+    max_json_depth: int | None = Field(
+        None,
+        gt=0,
+        le=1024,
+        description=(
+            "Deepest nesting of arrays and objects in a JSON request body (at most 1024,"
+            " orjson's own limit); 400 above. Setting any max_json_* buffers JSON bodies."
+        ),
+    )
+    max_json_array_length: int | None = Field(
+        None, gt=0, description="Most items in any one JSON array of the body; 413 above."
+    )
+    max_json_string_length: int | None = Field(
+        None,
+        gt=0,
+        description="Longest JSON string (value or object key) in characters; 413 above.",
+    )
+    max_json_keys: int | None = Field(
+        None, gt=0, description="Most members in any one JSON object of the body; 413 above."
+    )

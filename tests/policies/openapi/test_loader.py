@@ -185,9 +185,10 @@ def generated_spec(operations: int) -> dict[str, Any]:
 
 def test_a_200_operation_spec_loads_checks_and_compiles_within_a_second(tmp_path):
     spec = _write(tmp_path / "big.yaml", generated_spec(200))
-    started = time.perf_counter()
+    # CPU time of this process, not wall time: other load on the machine does not count.
+    started = time.process_time()
     policy = OpenAPIPolicy(OpenAPIConfig(spec=spec), PolicyDeps(clock=FakeClock()))
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert len(policy.compiled.operations) == 200
     assert elapsed < 1.0, f"compiling 200 operations took {elapsed:.2f} s"
     assert policy.access(make_ctx("GET", "/r99/5", query=b"limit=3")) is None
