@@ -442,6 +442,17 @@ class GatewayConfig(Model):
             binds.add(key)
         return self
 
+    @model_validator(mode="after")
+    def _quotas_have_identities(self) -> GatewayConfig:
+        # A per-consumer quota needs an authenticating policy on the same route. Imported
+        # here: the policy packages import this module's siblings at load time.
+        from bastion.policies.quota.checks import anonymous_quota
+
+        found = anonymous_quota(self)
+        if found is not None:
+            raise _located(*found)
+        return self
+
     @property
     def https_port(self) -> int | None:
         """Port of the first HTTPS listener, the default redirect target."""

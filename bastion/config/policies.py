@@ -8,12 +8,14 @@ from bastion.policies.acl.config import ACLConfig
 from bastion.policies.api_key.config import APIKeyConfig
 from bastion.policies.basic_auth.config import BasicAuthConfig
 from bastion.policies.brute_force.config import BruteForceConfig
+from bastion.policies.concurrency_limit.config import ConcurrencyLimitConfig
 from bastion.policies.cors.config import CORSConfig
 from bastion.policies.injection_guard.config import InjectionGuardConfig
 from bastion.policies.introspection.config import IntrospectionConfig
 from bastion.policies.ip_filter.config import IPFilterConfig
 from bastion.policies.jwt.config import JWTConfig
 from bastion.policies.openapi.config import OpenAPIConfig
+from bastion.policies.quota.config import QuotaConfig
 from bastion.policies.rate_limit.config import RateLimitConfig
 from bastion.policies.request_id.config import RequestIDConfig
 from bastion.policies.scopes.config import ScopesConfig
@@ -53,8 +55,14 @@ class PoliciesConfig(BaseModel):
     )
     scopes: ScopesConfig | None = Field(None, description="OAuth scopes required per method.")
     acl: ACLConfig | None = Field(None, description="Allow or deny consumer groups.")
+    quota: QuotaConfig | None = Field(
+        None, description="Requests per consumer per calendar day or month (UTC)."
+    )
     rate_limit: RateLimitConfig | None = Field(
         None, description="Requests per window per client, consumer, route or header."
+    )
+    concurrency_limit: ConcurrencyLimitConfig | None = Field(
+        None, description="Requests in flight at once per client, consumer, route or header."
     )
     openapi: OpenAPIConfig | None = Field(
         None, description="Validate requests against an OpenAPI 3.0/3.1 document."

@@ -51,13 +51,17 @@ def counters_for(
     return make_counters(config.counters, clock)
 
 
+COUNTING_POLICIES = ("rate_limit", "concurrency_limit", "quota")
+"""Policies whose limits live in `counters` (per process with `memory`)."""
+
+
 def uses_rate_limit(config: GatewayConfig) -> bool:
-    """Whether any global, service or route policy block configures rate_limit."""
+    """Whether any global, service or route policy block counts requests in `counters`."""
     blocks = [config.global_policies]
     for service in config.services:
         blocks.append(service.policies)
         blocks.extend(route.policies for route in service.routes)
-    return any("rate_limit" in block.configured() for block in blocks)
+    return any(name in COUNTING_POLICIES for block in blocks for name in block.configured())
 
 
 def build_gateway(

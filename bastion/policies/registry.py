@@ -9,12 +9,14 @@ from bastion.policies.acl.policy import ACLPolicy
 from bastion.policies.api_key.policy import APIKeyPolicy
 from bastion.policies.basic_auth.policy import BasicAuthPolicy
 from bastion.policies.brute_force.policy import BruteForcePolicy
+from bastion.policies.concurrency_limit.policy import ConcurrencyLimitPolicy
 from bastion.policies.cors.policy import CORSPolicy
 from bastion.policies.injection_guard.policy import InjectionGuardPolicy
 from bastion.policies.introspection.policy import IntrospectionPolicy
 from bastion.policies.ip_filter.policy import IPFilterPolicy
 from bastion.policies.jwt.policy import JWTPolicy
 from bastion.policies.openapi.policy import OpenAPIPolicy
+from bastion.policies.quota.policy import QuotaPolicy
 from bastion.policies.rate_limit.policy import RateLimitPolicy
 from bastion.policies.request_id.policy import RequestIDPolicy
 from bastion.policies.scopes.policy import ScopesPolicy
@@ -39,7 +41,9 @@ BUILTIN_POLICIES: dict[str, type[Policy[Any]]] = {
         BruteForcePolicy,
         ScopesPolicy,
         ACLPolicy,
+        QuotaPolicy,
         RateLimitPolicy,
+        ConcurrencyLimitPolicy,
         InjectionGuardPolicy,
         OpenAPIPolicy,
         VersioningPolicy,

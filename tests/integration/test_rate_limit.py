@@ -96,16 +96,25 @@ def test_report_only_logs_but_never_blocks(kind: Kind, tmp_path: Path) -> None:
     assert responses[3].headers["ratelimit"].startswith('"default";r=0;')
 
 
-def _document(counters: str) -> dict[str, Any]:
+def _document(counters: str, policies: dict[str, Any]) -> dict[str, Any]:
     return {
         "listeners": [{"bind": "127.0.0.1:18080", "plaintext": True}],
         "counters": counters,
-        "global_policies": {"rate_limit": {"limit": 100, "window": 60}},
+        "global_policies": policies,
     }
 
 
-def test_several_workers_with_memory_counters_refuse_to_start() -> None:
-    config = parse_config(_document("memory"))
+@pytest.mark.parametrize(
+    "policies",
+    [
+        {"rate_limit": {"limit": 100, "window": 60}},
+        {"concurrency_limit": {"max": 10}},
+        {"quota": {"limit": 1000, "period": "day", "key": "ip"}},
+    ],
+    ids=["rate_limit", "concurrency_limit", "quota"],
+)
+def test_several_workers_with_memory_counters_refuse_to_start(policies: dict[str, Any]) -> None:
+    config = parse_config(_document("memory", policies))
     with pytest.raises(ConfigError) as caught:
         serve(config, None, workers=2)
     assert caught.value.path == "counters"
