@@ -24,12 +24,19 @@ first. A request at `now` is admitted iff fewer than `limit` of them are later t
 `now - window`; then `now` is appended. So no span of `window` microseconds (half-open) ever
 holds more than `limit` admissions, under demand exactly `limit` are admitted per window, and a
 refused request is told exactly when the oldest counted entry leaves the window. The log never
-holds more than `limit` entries, which is why `limit` is capped at `MAX_LOG_LIMIT`.
+holds more than `limit` entries, which is why `limit` is capped at `MAX_LOG_LIMIT`. It comes in
+two forms with one decision rule (`_log_decision`): `sliding_log` over an immutable tuple (the
+reference, what `decide` uses: an admission builds a new tuple, O(limit)), and
+`sliding_log_in_place` over a deque the caller keeps (what the memory counters use: expired
+entries leave from the left, the caller appends `now` once it counts the request, so an
+admission costs O(expired + 1) amortised, whatever `limit` is).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,6 +51,8 @@ WindowState = tuple[int, int, int]
 """(index of the current fixed window, requests in the previous one, in the current one)."""
 LogState = tuple[int, ...]
 """Times of the admitted requests of a sliding log, oldest first (at most `limit`)."""
+LiveLog = deque[int]
+"""A sliding log kept in place by its owner (`sliding_log_in_place`), oldest first."""
 State = GCRAState | WindowState | LogState
 
 
@@ -210,16 +219,42 @@ def sliding_log(rule: Rule, log: LogState | None, now: int) -> tuple[Decision, L
     Only an admission builds a new log (the entries still inside the window plus `now`), so
     a refusal costs a binary search and no copy.
     """
-    window = rule.window_us
-    limit = rule.limit
     entries = log or ()
     # Entries at or before now - window have left the window (the span is half-open).
-    start = bisect_right(entries, now - window)
+    start = bisect_right(entries, now - rule.window_us)
+    decision = _log_decision(rule, entries, start, now)
+    if decision.allowed:
+        return decision, (*entries[start:], now)
+    return decision, log
+
+
+def sliding_log_in_place(rule: Rule, log: LiveLog, now: int) -> tuple[Decision, int]:
+    """The sliding log for one request over a log its owner keeps and mutates.
+
+    Entries that have left the window are dropped from the left of `log` (they count for
+    nothing, whatever the decision); nothing else changes. If the owner counts the request
+    (this limit and every other one checked with it admitted it), it appends `now`: `log`
+    then holds what `sliding_log` would have returned. Times must not go backwards.
+
+    Returns:
+        The decision (the same as `sliding_log`'s) and how many entries were dropped.
+    """
+    horizon = now - rule.window_us
+    dropped = 0
+    while log and log[0] <= horizon:
+        log.popleft()
+        dropped += 1
+    return _log_decision(rule, log, 0, now), dropped
+
+
+def _log_decision(rule: Rule, entries: Sequence[int], start: int, now: int) -> Decision:
+    """Admit iff fewer than `limit` entries remain in `entries[start:]` (those in the window)."""
+    window = rule.window_us
+    limit = rule.limit
     count = len(entries) - start
     if count < limit:
-        kept = (*entries[start:], now)
-        return Decision(True, limit - count - 1, window), kept
+        return Decision(True, limit - count - 1, window)
     # Admission needs count <= limit - 1: the entry at index count - limit of the live part
     # is the last that has to leave (with an unchanged limit, the oldest one).
     leaves_at = entries[start + count - limit] + window
-    return Decision(False, 0, entries[-1] + window - now, leaves_at - now), log
+    return Decision(False, 0, entries[-1] + window - now, leaves_at - now)

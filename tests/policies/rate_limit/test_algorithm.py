@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -9,10 +11,13 @@ from bastion.policies.rate_limit.algorithm import (
     MAX_LOG_LIMIT,
     MICROS,
     Decision,
+    LogState,
     Rule,
     State,
     ceil_seconds,
     decide,
+    sliding_log,
+    sliding_log_in_place,
     to_micros,
 )
 
@@ -252,15 +257,12 @@ log_rules = st.builds(
     window_us=st.integers(1, 20).map(lambda s: s * MICROS // 4),
     algorithm=st.just("sliding_log"),
 )
-log_gaps = st.lists(
-    st.one_of(
-        st.integers(0, 3),
-        st.integers(0, 2 * MICROS),
-        st.sampled_from([MICROS // 4 - 1, MICROS // 4, MICROS // 4 + 1]),
-    ),
-    min_size=1,
-    max_size=300,
+log_gap = st.one_of(
+    st.integers(0, 3),
+    st.integers(0, 2 * MICROS),
+    st.sampled_from([MICROS // 4 - 1, MICROS // 4, MICROS // 4 + 1]),
 )
+log_gaps = st.lists(log_gap, min_size=1, max_size=300)
 
 
 @settings(max_examples=300)
@@ -354,6 +356,43 @@ def test_sliding_log_counts_a_burst_then_frees_one_slot_per_expired_entry():
     assert decide(rule, state, 10 * MICROS + 1)[0] == Decision(
         False, 0, 10 * MICROS - 1, MICROS - 1
     )
+
+
+@settings(max_examples=300)
+@given(
+    rule=log_rules,
+    steps=st.lists(st.tuples(log_gap, st.booleans()), min_size=1, max_size=300),
+)
+def test_sliding_log_in_place_decides_as_the_tuple_log_and_keeps_only_live_entries(rule, steps):
+    # The memory counters keep the log in a deque and append only when they count the
+    # request; `counted` False stands for another limit of the same request refusing it.
+    state: LogState | None = None
+    log: deque[int] = deque()
+    now = 5 * MICROS
+    for gap, counted in steps:
+        now += gap
+        expected, new_state = sliding_log(rule, state, now)
+        held = len(log)
+        live = [time for time in log if time > now - rule.window_us]
+        decision, dropped = sliding_log_in_place(rule, log, now)
+        assert decision == expected
+        assert list(log) == live  # exactly the entries that left the window were dropped
+        assert dropped == held - len(live)
+        if decision.allowed and counted:
+            log.append(now)
+            state = new_state
+        assert len(log) <= rule.limit
+        assert tuple(log) == tuple(time for time in state or () if time > now - rule.window_us)
+
+
+def test_sliding_log_in_place_drops_only_expired_entries_even_when_refused():
+    rule = Rule(2, 10 * MICROS, algorithm="sliding_log")
+    log = deque([0, 5 * MICROS, 9 * MICROS])  # a limit lowered from 3 (a reload)
+    decision, dropped = sliding_log_in_place(rule, log, 10 * MICROS)
+    assert (decision, dropped) == (Decision(False, 0, 9 * MICROS, 5 * MICROS), 1)
+    assert list(log) == [5 * MICROS, 9 * MICROS]
+    assert sliding_log_in_place(rule, log, 15 * MICROS) == (Decision(True, 0, 10 * MICROS), 1)
+    assert list(log) == [9 * MICROS]  # nothing appended: that is the caller's to do
 
 
 def test_sliding_log_at_the_largest_limit_is_accepted():
