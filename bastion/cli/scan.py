@@ -49,6 +49,20 @@ def _run(options: ScanOptions, show_progress: bool) -> ScanResult:
     "--auth2", metavar="VALUE", help="Identity 2 (for BOLA checks), same forms as --auth."
 )
 @click.option(
+    "--login",
+    metavar="RECIPE",
+    help='Log in as identity 1: \'POST /login {"username": "u", "password": "p"} '
+    "token=$.access_token [header=X-API-Key]'.",
+)
+@click.option("--login2", metavar="RECIPE", help="Log in as identity 2, same form as --login.")
+@click.option(
+    "--time-budget",
+    type=click.FloatRange(0),
+    default=20.0,
+    show_default=True,
+    help="Seconds for time-based injection probes, and again for ReDoS probes; 0: off.",
+)
+@click.option(
     "--safe/--allow-unsafe",
     "safe",
     default=True,
@@ -113,6 +127,9 @@ def scan(
     openapi: str | None,
     auth: str | None,
     auth2: str | None,
+    login: str | None,
+    login2: str | None,
+    time_budget: float,
     safe: bool,
     budget: int,
     rate: float,
@@ -135,6 +152,9 @@ def scan(
         openapi=openapi,
         auth=auth,
         auth2=auth2,
+        login=login,
+        login2=login2,
+        time_budget=time_budget,
         allow_unsafe=not safe,
         budget=budget,
         rate=rate,

@@ -15,6 +15,7 @@ CHECK_MODULES: Final = (
     "cors",
     "auth",
     "injection",
+    "input",
     "inventory",
     "resource",
     "misconfig",

@@ -43,6 +43,7 @@ class Exchange:
     status: int
     headers: httpx.Headers
     body: bytes
+    elapsed: float = 0.0  # seconds from sending the request to the end of the response body
 
     @property
     def text(self) -> str:
@@ -117,8 +118,12 @@ class ScanClient:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         content: bytes | None = None,
+        login: bool = False,
     ) -> Exchange:
         """Send one request and return the exchange.
+
+        `login` marks the user's own login recipe: it may POST even in a safe scan, because
+        the user wrote that request and logging in is what a scan with credentials needs.
 
         Raises:
             ScanRefused: the URL is outside the scan's origins or the method is unsafe and
@@ -132,7 +137,7 @@ class ScanClient:
             parsed = parsed.copy_merge_params(dict(params))
         if origin_of(parsed) not in self._origins:
             raise ScanRefused(f"out of scope: {parsed.scheme}://{parsed.host}:{parsed.port}")
-        if method not in SAFE_METHODS and not self._allow_unsafe:
+        if method not in SAFE_METHODS and not self._allow_unsafe and not login:
             raise ScanRefused(f"{method} needs --allow-unsafe")
         async with self._lock:
             if self.sent >= self.budget:
@@ -142,10 +147,12 @@ class ScanClient:
             if delay > 0:
                 await asyncio.sleep(delay)
             self._next_at = max(self._next_at, self._clock.monotonic()) + self._interval
+        started = self._clock.monotonic()
         response = await self._client.request(
             method, parsed, headers=dict(headers or {}), content=content
         )
         body = await response.aread()
+        elapsed = self._clock.monotonic() - started
         return Exchange(
             method=method,
             url=str(parsed),
@@ -154,7 +161,13 @@ class ScanClient:
             status=response.status_code,
             headers=response.headers,
             body=body,
+            elapsed=elapsed,
         )
+
+    def add_secret(self, secret: str) -> None:
+        """Mask `secret` in every later note and evidence (tokens obtained by a login)."""
+        if len(secret) >= 4 and secret not in self._secrets:
+            self._secrets = (*self._secrets, secret)
 
     def mask(self, text: str) -> str:
         """Mask the scan's own credentials and anything else that looks like a secret."""

@@ -1,16 +1,20 @@
 """Runs a scan: finds the API's operations, harvests object ids, then runs each check in turn.
 
-How this works: the runner loads an OpenAPI document (given, or found at a common path on the
-target), turns it into `Operation`s, and sends one baseline GET per readable operation as
+How this works: the runner first runs the `--login` recipes (each yields an identity's token),
+then loads an OpenAPI document (given, or found at a common path on the target), turns it
+into `Operation`s, and sends one baseline GET per readable operation as
 identity 1, collecting object ids from the JSON it gets back (BOLA and path parameters need
 them). Then each check module's `run(ctx)` probes the target through the shared `ScanClient`
 and records findings on the context. Checks run one after another, in a fixed order, with a
-seeded random source, so two scans of the same target send the same requests.
+seeded random source, so two scans of the same target send the same requests (time-based
+probes aside: what they send next depends on the delays they measure).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import random
 import re
@@ -18,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, cast
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 import yaml
@@ -60,6 +65,24 @@ class ScanOptions:
     http_port: int | None = None  # where to look for a plain-HTTP listener on an HTTPS target
     probe_tls: bool = True  # open raw TLS connections (needs a real socket target)
     checks: tuple[str, ...] = ()  # modules to run; empty means all
+    login: str | None = None  # login recipe for identity 1 (see `parse_login`)
+    login2: str | None = None  # login recipe for identity 2
+    time_budget: float = 20.0  # seconds for time-based injection probes, and again for ReDoS
+    time_unit: float = 1.0  # seconds: time-based probes ask for 1, then 3 units of delay
+    time_params: int = 6  # parameters per technique that get time-based (and ReDoS) probes
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSchema:
+    """The constraints of one parameter or body property that invalid-input probes break."""
+
+    kind: str | None = None  # integer | number | string | boolean | array | object
+    minimum: float | None = None
+    maximum: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    enum: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +93,7 @@ class Parameter:
     location: str  # path | query | header | cookie
     required: bool
     example: str | None
+    schema: FieldSchema = FieldSchema()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +106,7 @@ class Operation:
     secured: bool = False
     has_body: bool = False
     body_example: str | None = None  # a JSON object built from the request body's example or schema
+    body_fields: tuple[tuple[str, FieldSchema], ...] = ()  # top-level properties of the body
 
     @property
     def path_params(self) -> list[str]:
@@ -114,6 +139,12 @@ class ScanContext:
     exchanges: list[Exchange] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    logins: list[LoginRecipe] = field(default_factory=list)  # the recipes that worked
+    time_spent: float = 0.0  # seconds spent by the current group of time-based probes
+
+    def time_left(self) -> float:
+        """Seconds the time-based probes may still spend."""
+        return self.options.time_budget - self.time_spent
 
     def report(
         self,
@@ -149,7 +180,8 @@ class ScanContext:
             BudgetExhausted: the request budget is spent (the runner stops the scan).
         """
         url = path_or_url if "://" in path_or_url else self.client.url(path_or_url)
-        merged = dict(identity.headers) if identity else {}
+        merged = self.required_headers(method, url)
+        merged.update(identity.headers if identity else {})
         merged.update(headers or {})
         try:
             exchange = await self.client.send(
@@ -165,6 +197,26 @@ class ScanContext:
             return None
         self.exchanges.append(exchange)
         return exchange
+
+    def required_headers(self, method: str, url: str) -> dict[str, str]:
+        """Values for the required header parameters of the operation `url` belongs to.
+
+        Without them (`Idempotency-Key`, `X-Tenant`…) every probe would get the same 400. Keys
+        that must be unique per request get a fresh random value each time.
+        """
+        path = httpx.URL(url).path
+        for op in self.operations:
+            wanted = [p for p in op.parameters if p.location == "header" and p.required]
+            if not wanted or op.method != method.upper() or not _template(op).fullmatch(path):
+                continue
+            values = {}
+            for param in wanted:
+                if param.example is not None and not _UNIQUE_HEADER.search(param.name):
+                    values[param.name] = param.example
+                else:
+                    values[param.name] = f"bastion-scan-{self.rng.randrange(16**16):016x}"
+            return values
+        return {}
 
     def note(self, text: str) -> None:
         """Add a line to the report's notes (masked, deduplicated, at most `MAX_NOTES`)."""
@@ -203,9 +255,7 @@ class ScanContext:
         """The documented path template that `url` matches (as a URL), else `url` sans query."""
         path = httpx.URL(url).path
         for op in self.operations:
-            parts = _PARAM.split(op.path)  # literal, name, literal, name, ..., literal
-            pattern = "".join(re.escape(p) if i % 2 == 0 else "[^/]+" for i, p in enumerate(parts))
-            if re.fullmatch(pattern, path):
+            if _template(op).fullmatch(path):
                 return self.client.url(op.path)
         return url.split("?", 1)[0]
 
@@ -215,6 +265,124 @@ class ScanContext:
 
 
 Check = Callable[[ScanContext], Awaitable[None]]
+_UNIQUE_HEADER: Final = re.compile(r"(?i)idempot|nonce|request-?id|correlation")
+
+
+@functools.lru_cache(maxsize=512)
+def _template(op: Operation) -> re.Pattern[str]:
+    """A regex matching the concrete paths of `op.path` (`{param}` → one segment)."""
+    parts = _PARAM.split(op.path)  # literal, name, literal, name, ..., literal
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else "[^/]+" for i, p in enumerate(parts)))
+
+
+_LOGIN: Final = re.compile(
+    r"^\s*(?P<method>POST|PUT|GET)\s+(?P<path>/\S*)\s+(?:(?P<body>\{.*\})|form:(?P<form>\S+))"
+    r"\s+token=(?P<token>\$(?:\.[A-Za-z0-9_-]+|\[\d+\])*)"
+    r"(?:\s+header=(?P<header>[A-Za-z0-9-]+))?\s*$",
+    re.DOTALL,
+)
+_JSON_PATH_STEP: Final = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]")
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRecipe:
+    """How to log in: `METHOD /path {json body}|form:a=1&b=2 token=$.json.path [header=Name]`."""
+
+    method: str
+    path: str
+    body: dict[str, object]
+    token_path: str
+    header: str | None = None  # None: `Authorization: Bearer <token>`
+    form: bool = False  # send the body as application/x-www-form-urlencoded (OAuth 2.0 style)
+
+    def encoded(self) -> tuple[str, bytes]:
+        """(content type, bytes) of the login request's body."""
+        if self.form:
+            return "application/x-www-form-urlencoded", urlencode(self.body).encode()
+        return "application/json", json.dumps(self.body).encode()
+
+    def secrets(self) -> list[str]:
+        """The body's string values that look like passwords (masked in every report)."""
+        return [
+            str(value)
+            for key, value in self.body.items()
+            if isinstance(value, str) and re.search(r"(?i)pass|secret|pwd|pin|key", key)
+        ]
+
+
+def parse_login(value: str) -> LoginRecipe:
+    """Parse a `--login` recipe.
+
+    Raises:
+        ScanError: the recipe does not follow `METHOD /path {json} token=$.path [header=Name]`.
+    """
+    match = _LOGIN.match(value)
+    if match is None:
+        raise ScanError(
+            '--login must look like \'POST /login {"username": "u", "password": "p"} '
+            "token=$.access_token' or 'POST /token form:username=u&password=p "
+            "token=$.access_token' (optionally followed by header=X-Name)"
+        )
+    method, path, token, header = match["method"], match["path"], match["token"], match["header"]
+    if match["form"] is not None:
+        form: dict[str, object] = dict(parse_qsl(match["form"], keep_blank_values=True))
+        return LoginRecipe(method, path, form, token, header, form=True)
+    try:
+        body = json.loads(match["body"])
+    except ValueError as exc:
+        raise ScanError(f"--login body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ScanError("--login body must be a JSON object")
+    return LoginRecipe(method, path, body, token, header)
+
+
+def extract(document: object, path: str) -> str | None:
+    """The string or number at a `$.a.b[0]` path in a JSON document, else None."""
+    node = document
+    for key, index in _JSON_PATH_STEP.findall(path):
+        if key and isinstance(node, dict):
+            node = node.get(key)
+        elif index and isinstance(node, list) and int(index) < len(node):
+            node = node[int(index)]
+        else:
+            return None
+    if isinstance(node, str | int) and not isinstance(node, bool):
+        return str(node)
+    return None
+
+
+async def log_in(ctx: ScanContext, name: str, recipe: LoginRecipe) -> Identity:
+    """Run a login recipe and return the identity that carries the token it yields.
+
+    Raises:
+        ScanError: the login was refused, failed, or its answer has no token at the path.
+    """
+    for secret in recipe.secrets():
+        ctx.client.add_secret(secret)
+    content_type, content = recipe.encoded()
+    try:
+        exchange = await ctx.client.send(
+            recipe.method,
+            ctx.client.url(recipe.path),
+            headers={"Content-Type": content_type},
+            content=content,
+            login=True,
+        )
+    except (ScanRefused, httpx.HTTPError) as exc:
+        raise ScanError(f"login for {name} failed: {type(exc).__name__}: {exc}") from exc
+    token = None
+    if exchange.ok:
+        with contextlib.suppress(ValueError):
+            token = extract(json.loads(exchange.body), recipe.token_path)
+    if token is None:
+        raise ScanError(
+            f"login for {name} answered {exchange.status} without a token at {recipe.token_path}"
+        )
+    ctx.client.add_secret(token)
+    ctx.logins.append(recipe)
+    if recipe.header:
+        return Identity(name, {recipe.header: token}, token)
+    return Identity(name, {"Authorization": f"Bearer {token}"}, token)
 
 
 def parse_identity(name: str, value: str | None) -> Identity | None:
@@ -278,11 +446,56 @@ def _from_schema(spec: dict[str, object], schema: object, depth: int = 0) -> obj
     return samples.get(kind)
 
 
-def _body_example(spec: dict[str, object], body: object) -> str | None:
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def field_schema(spec: dict[str, object], schema: object) -> FieldSchema:
+    """The constraints a (possibly `$ref`) schema puts on a scalar value."""
+    schema = _resolve(spec, schema)
+    if not isinstance(schema, dict):
+        return FieldSchema()
+    kind = schema.get("type")
+    if isinstance(kind, list):  # OpenAPI 3.1: ["integer", "null"]
+        kind = next((k for k in kind if k != "null"), None)
+    pattern = schema.get("pattern")
+    enum = schema.get("enum")
+    return FieldSchema(
+        kind=kind if isinstance(kind, str) else None,
+        minimum=_number(schema.get("minimum", schema.get("exclusiveMinimum"))),
+        maximum=_number(schema.get("maximum", schema.get("exclusiveMaximum"))),
+        min_length=_count(schema.get("minLength")),
+        max_length=_count(schema.get("maxLength")),
+        pattern=pattern if isinstance(pattern, str) else None,
+        enum=tuple(str(v) for v in enum[:20]) if isinstance(enum, list) else (),
+    )
+
+
+def _json_media(spec: dict[str, object], body: object) -> dict[str, object] | None:
     body = _resolve(spec, body)
     content = body.get("content") if isinstance(body, dict) else None
     media = content.get("application/json") if isinstance(content, dict) else None
-    if not isinstance(media, dict):
+    return media if isinstance(media, dict) else None
+
+
+def _body_fields(spec: dict[str, object], body: object) -> tuple[tuple[str, FieldSchema], ...]:
+    media = _json_media(spec, body)
+    schema = _resolve(spec, media.get("schema")) if media is not None else None
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(props, dict):
+        return ()
+    return tuple((str(name), field_schema(spec, value)) for name, value in props.items())[:20]
+
+
+def _body_example(spec: dict[str, object], body: object) -> str | None:
+    media = _json_media(spec, body)
+    if media is None:
         return None
     value = media.get("example")
     if value is None:
@@ -317,13 +530,20 @@ def operations_from_spec(spec: dict[str, object]) -> list[Operation]:
             op = item.get(method)
             if not isinstance(op, dict):
                 continue
-            raw = [*cast(list[object], shared), *cast(list[object], op.get("parameters") or [])]
+            raw = [
+                _resolve(spec, p)  # `$ref: "#/components/parameters/Limit"` is common
+                for p in (
+                    *cast(list[object], shared),
+                    *cast(list[object], op.get("parameters") or []),
+                )
+            ]
             params = tuple(
                 Parameter(
                     name=str(p.get("name")),
                     location=str(p.get("in")),
                     required=bool(p.get("required", p.get("in") == "path")),
                     example=_example(p),
+                    schema=field_schema(spec, p.get("schema", p)),
                 )
                 for p in raw
                 if isinstance(p, dict) and "name" in p
@@ -338,6 +558,7 @@ def operations_from_spec(spec: dict[str, object]) -> list[Operation]:
                     secured=secured,
                     has_body="requestBody" in op,
                     body_example=_body_example(spec, op.get("requestBody")),
+                    body_fields=_body_fields(spec, op.get("requestBody")),
                 )
             )
     return operations
@@ -473,6 +694,7 @@ def _modules() -> list[tuple[str, Check]]:
         cors,
         headers,
         injection,
+        input as input_checks,
         inventory,
         misconfig,
         resource,
@@ -485,6 +707,7 @@ def _modules() -> list[tuple[str, Check]]:
         ("cors", cors.run),
         ("auth", auth.run),
         ("injection", injection.run),
+        ("input", input_checks.run),
         ("inventory", inventory.run),
         ("resource", resource.run),
         ("misconfig", misconfig.run),
@@ -506,8 +729,11 @@ async def run_scan(
         progress: called with (step, done, total) as each check module finishes.
 
     Raises:
-        ScanError: the spec cannot be loaded or parsed.
+        ScanError: a `--login` recipe is malformed or its login fails, or the spec cannot be
+            loaded or parsed.
     """
+    pairs = (("identity 1", options.login), ("identity 2", options.login2))
+    recipes = [(name, parse_login(value)) for name, value in pairs if value]
     identity1 = parse_identity("identity 1", options.auth)
     identity2 = parse_identity("identity 2", options.auth2)
     secrets = tuple(i.credential for i in (identity1, identity2) if i is not None)
@@ -542,6 +768,12 @@ async def run_scan(
     ran = tuple(name for name, _ in modules)
     try:
         try:
+            for name, recipe in recipes:
+                identity = await log_in(ctx, name, recipe)
+                if name == "identity 1":
+                    ctx.identity1 = identity
+                else:
+                    ctx.identity2 = identity
             spec = await _load_spec(ctx)
             if spec is not None:
                 ctx.operations = operations_from_spec(spec)

@@ -77,3 +77,12 @@ def test_scan_command_refuses_a_target_that_is_not_a_url():
     outcome = CliRunner().invoke(main, ["scan", "example.com"])
     assert outcome.exit_code == 2
     assert "http:// or https://" in outcome.output
+
+
+def test_scan_command_refuses_a_malformed_login_recipe_before_sending_anything():
+    port = closed_port()
+    outcome = CliRunner().invoke(
+        main, ["scan", f"https://127.0.0.1:{port}", "--login", "POST /login {} no-token-path"]
+    )
+    assert outcome.exit_code == 2
+    assert "--login must look like" in outcome.output

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.scanner.http import ScanClient, ScanRefused
@@ -37,6 +41,7 @@ def vulnerable_options(**overrides) -> ScanOptions:
         auth2=f"Bearer {weak_token('bob')}",
         rate=0,
         http_port=80,
+        time_budget=0,  # the time-based probes have their own tests
     )
     return replace(options, **overrides)
 
@@ -153,3 +158,40 @@ def test_auth_option_becomes_headers(value: str, headers: dict[str, str], creden
     identity = parse_identity("identity 1", value)
     assert identity is not None
     assert (identity.headers, identity.credential) == (headers, credential)
+
+
+async def test_probes_carry_the_operations_required_headers():
+    document = {
+        "openapi": "3.1.0",
+        "info": {"title": "t", "version": "1"},
+        "paths": {
+            "/v2/items": {
+                "get": {
+                    "parameters": [
+                        {"name": "q", "in": "query", "example": "tea"},
+                        {"name": "X-Tenant", "in": "header", "required": True, "example": "acme"},
+                        {"name": "Idempotency-Key", "in": "header", "required": True},
+                        {"name": "X-Optional", "in": "header", "example": "no"},
+                    ],
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        },
+    }
+    seen: list[dict[str, str]] = []
+
+    async def spec_app(request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def items(request: Request) -> Response:
+        seen.append(dict(request.headers))
+        return JSONResponse({"items": []})
+
+    app = Starlette(routes=[Route("/openapi.json", spec_app), Route("/v2/items", items)])
+    options = ScanOptions(target="https://api.test", rate=0, checks=("injection",), time_budget=0)
+    await run_scan(options, transport=httpx.ASGITransport(app=app))
+    assert len(seen) > 3
+    assert all(headers.get("x-tenant") == "acme" for headers in seen)
+    assert all("x-optional" not in headers for headers in seen)
+    keys = [headers["idempotency-key"] for headers in seen]
+    assert len(set(keys)) == len(keys)  # a fresh key per request: no replayed answers

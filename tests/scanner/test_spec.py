@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bastion.scanner.runner import Operation, ScanError, operations_from_spec
+from bastion.scanner.runner import FieldSchema, Operation, ScanError, operations_from_spec
 from tests.scanner.fixtures.bank import spec
 
 JSON = st.recursive(
@@ -54,3 +54,24 @@ def test_operations_from_spec_reads_security_parameters_and_bodies():
     item = operations[("GET", "/v2/accounts/{account_id}")]
     assert item.path_params == ["account_id"]
     assert operations[("PATCH", "/v2/profile")].body_example == '{"display_name": "Ada"}'
+
+
+def test_operations_from_spec_resolves_parameter_refs_with_their_constraints():
+    document = {
+        "components": {
+            "parameters": {
+                "Limit": {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                }
+            }
+        },
+        "paths": {
+            "/v1/items": {"get": {"parameters": [{"$ref": "#/components/parameters/Limit"}]}}
+        },
+    }
+    (operation,) = operations_from_spec(document)
+    (limit,) = operation.parameters
+    assert (limit.name, limit.location) == ("limit", "query")
+    assert limit.schema == FieldSchema(kind="integer", minimum=1, maximum=100)

@@ -12,6 +12,8 @@ import re
 import time
 from typing import Final
 
+import httpx
+
 from bastion.scanner.findings import CHECKS, CheckInfo
 from bastion.scanner.http import Exchange
 from bastion.scanner.runner import Identity, Operation, ScanContext, harvest_ids
@@ -132,6 +134,26 @@ WEAK_PASSWORD: Final = CHECKS.add(
         "API2:2023",
     )
 )
+PLAIN_HTTP_CREDENTIALS: Final = CHECKS.add(
+    CheckInfo(
+        "AUTH-010",
+        "Credentials accepted over plain HTTP",
+        "high",
+        "Serve login and every authenticated operation over HTTPS only: answer plain HTTP with "
+        "a 308 redirect (or close the port) before reading any credential, and send HSTS.",
+        "API2:2023",
+    )
+)
+BOLA_WRITE: Final = CHECKS.add(
+    CheckInfo(
+        "AUTHZ-004",
+        "Broken object-level authorization on writes",
+        "critical",
+        "Check ownership on every write (PUT, PATCH, DELETE) as well as on reads, with the "
+        "authenticated identity; a write by a stranger should get 404 or 403.",
+        "API1:2023",
+    )
+)
 _LOGIN_PATH: Final = re.compile(r"(?i)/(?:log-?in|sign-?in|auth|authenticate|session|token)s?/?$")
 _REGISTER_PATH: Final = re.compile(r"(?i)/(?:register|registration|sign-?up|users?)/?$")
 _USER_FIELDS: Final = ("username", "email", "login", "user", "name")
@@ -140,9 +162,17 @@ WRONG_PASSWORD: Final = "Bastion-scan-wrong-1!"  # noqa: S105 - a probe meant to
 WEAK_PASSWORD_VALUE: Final = "1234"  # noqa: S105 - the weak password being tested
 
 # Properties that grant privileges when a client can set them; the values a client would want.
-PRIVILEGED: Final[dict[str, object]] = {"role": "admin", "is_admin": True, "admin": True}
+PRIVILEGED: Final[dict[str, object]] = {
+    "role": "admin",
+    "is_admin": True,
+    "isAdmin": True,
+    "admin": True,
+    "is_staff": True,
+    "is_superuser": True,
+}
 _ADMIN_SEGMENT: Final = re.compile(
-    r"(?i)/(?:admin|administrator|internal|manage|management)(?:/|$)"
+    r"(?i)/(?:admin|administrator|internal|manage|management|staff|backoffice|back-office"
+    r"|superuser|moderation)(?:/|$)"
 )
 
 # Secrets seen in tutorials, defaults and leaked configs; a token signed with one is forgeable.
@@ -413,11 +443,32 @@ def credential_fields(op: Operation) -> tuple[dict[str, object], str, str] | Non
 
 
 def login_operation(ctx: ScanContext) -> Operation | None:
-    """The first documented POST that looks like a login (path and credential fields)."""
+    """The first documented POST that looks like a login, else the `--login` recipe's."""
     for op in ctx.operations:
         if _LOGIN_PATH.search(op.path) and credential_fields(op) is not None:
             return op
+    for recipe in ctx.logins:
+        if recipe.form:
+            continue  # the login probes send JSON bodies
+        op = Operation(
+            recipe.method, recipe.path, has_body=True, body_example=json.dumps(recipe.body)
+        )
+        if credential_fields(op) is not None:
+            return op
     return None
+
+
+def _known_users(ctx: ScanContext, field: str) -> list[str]:
+    """User names known to exist: from `--login` recipes, then from responses."""
+    known = [
+        str(recipe.body[key])
+        for recipe in ctx.logins
+        for key in (field, *_USER_FIELDS)
+        if isinstance(recipe.body.get(key), str)
+    ]
+    for key in (field, "username", "user", "owner", "email"):
+        known.extend(ctx.ids.get(key, []))
+    return known
 
 
 def unknown_user(ctx: ScanContext, field: str) -> str:
@@ -426,14 +477,18 @@ def unknown_user(ctx: ScanContext, field: str) -> str:
     return name + "@example.invalid" if field == "email" else name
 
 
-async def _login(ctx: ScanContext, op: Operation, user: str, password: str) -> Exchange | None:
+async def _login(
+    ctx: ScanContext, op: Operation, user: str, password: str, path: str | None = None
+) -> Exchange | None:
     fields = credential_fields(op)
     if fields is None:
         return None
     body, user_key, password_key = fields
     payload = {**body, user_key: user, password_key: password}
     headers = {"Content-Type": "application/json"}
-    return await ctx.send("POST", op.path, headers=headers, content=json.dumps(payload).encode())
+    return await ctx.send(
+        op.method, path or op.path, headers=headers, content=json.dumps(payload).encode()
+    )
 
 
 def _shape(exchange: Exchange, user: str) -> tuple[int, bytes]:
@@ -446,10 +501,7 @@ async def _user_enumeration(ctx: ScanContext) -> None:
     if op is None or fields is None:
         return
     field = fields[1]
-    known = next(
-        (v[0] for k in (field, "username", "user", "owner", "email") if (v := ctx.ids.get(k))),
-        None,
-    )
+    known = next(iter(_known_users(ctx, field)), None)
     if known is None:
         ctx.note("user enumeration skipped: no user name seen in any response")
         return
@@ -494,6 +546,107 @@ async def _weak_registration(ctx: ScanContext) -> None:
         return
 
 
+def _plain_url(ctx: ScanContext, path: str) -> str | None:
+    target = ctx.client.target
+    if target.scheme != "https":
+        return None  # an http:// target is TRANSPORT-001 already
+    https = httpx.URL(ctx.client.url(path))
+    return str(https.copy_with(scheme="http", port=ctx.options.http_port or 80))
+
+
+async def _plain_http_credentials(ctx: ScanContext, reference: str | None) -> None:
+    """Does the plain-HTTP listener serve logins or ask for credentials?
+
+    No real credential is sent: a failed login (a random unknown user) must get the same
+    answer over HTTP as over HTTPS, or a secured operation must answer plain HTTP with the
+    same 401/403 as HTTPS (a redirect, a closed port or an error page are fine).
+    """
+    op = login_operation(ctx)
+    fields = credential_fields(op) if op is not None else None
+    if ctx.options.allow_unsafe and op is not None and fields is not None:
+        url = _plain_url(ctx, op.path)
+        user = unknown_user(ctx, fields[1])
+        secure = await _login(ctx, op, user, WRONG_PASSWORD)
+        plain = await _login(ctx, op, user, WRONG_PASSWORD, path=url) if url else None
+        if secure is not None and plain is not None and _shape(plain, user) == _shape(secure, user):
+            note = f"a failed login over plain HTTP answered {plain.status}, as over HTTPS"
+            ctx.report(
+                PLAIN_HTTP_CREDENTIALS,
+                ctx.client.url(op.path),
+                method=op.method,
+                detail="the login operation reads credentials sent over plain HTTP",
+                evidence=ctx.client.evidence(plain, note=note),
+            )
+            return
+    url = _plain_url(ctx, reference) if reference else None
+    if reference is None or url is None:
+        return
+    secure = await ctx.send("GET", reference)
+    plain = await ctx.send("GET", url)
+    if secure is not None and plain is not None and plain.status == secure.status:
+        note = f"plain HTTP answered {plain.status} like HTTPS: it asks for credentials"
+        ctx.report(
+            PLAIN_HTTP_CREDENTIALS,
+            ctx.client.url(reference.split("?", 1)[0]),
+            detail="a secured operation is served over plain HTTP",
+            evidence=ctx.client.evidence(plain, note=note),
+        )
+
+
+async def _bola_write(ctx: ScanContext, first: Identity, second: Identity) -> None:
+    """Identity 2 writes (PUT, PATCH, then DELETE) to an object of identity 1."""
+    readable = {op.path for op in ctx.operations if op.method == "GET"}
+    writes = [
+        op
+        for op in ctx.operations
+        if op.method in ("PUT", "PATCH", "DELETE") and op.secured and len(op.path_params) == 1
+    ]
+    writes.sort(key=lambda op: op.method == "DELETE")  # destructive probes last
+    headers = {"Content-Type": "application/json"}
+    done: set[str] = set()
+    for op in writes:
+        if op.path in done:
+            continue
+        name = op.path_params[0]
+        prefix = op.path.split("{", 1)[0].rstrip("/")
+        own = await ctx.send("GET", prefix, identity=second) if prefix else None
+        owned_by_second: set[str] = set()
+        if own is not None and own.ok:
+            with contextlib.suppress(ValueError):
+                harvest_ids(json.loads(own.body), owned_by_second)
+        victim = next((v for v in ctx.candidate_ids(op, name) if v not in owned_by_second), None)
+        if victim is None:
+            continue
+        path = op.path.replace("{" + name + "}", victim)
+        current = None
+        if op.path in readable:
+            mine = await ctx.send("GET", path, identity=first)
+            if mine is None or not mine.ok:
+                continue  # identity 1 cannot read it either: not its object
+            current = _json(mine)
+        body = current if isinstance(current, dict) else json.loads(op.body_example or "{}")
+        content = json.dumps(body).encode() if op.method != "DELETE" else None
+        nowhere = op.path.replace("{" + name + "}", f"{900000000 + ctx.rng.randrange(10**8)}")
+        control = await ctx.send(
+            op.method, nowhere, identity=second, headers=headers, content=content
+        )
+        if control is None or control.ok:
+            continue  # a write to an object that does not exist succeeds too: proves nothing
+        theirs = await ctx.send(op.method, path, identity=second, headers=headers, content=content)
+        if theirs is not None and theirs.ok:
+            done.add(op.path)
+            note = (
+                f"identity 2 sent {op.method} to an object of identity 1 ({theirs.status}); "
+                f"the same write to a missing id answered {control.status}"
+            )
+            ctx.report(
+                BOLA_WRITE,
+                ctx.client.url(op.path),
+                method=op.method,
+                evidence=ctx.client.evidence(theirs, note=note),
+            )
+
+
 async def run(ctx: ScanContext) -> None:
     """Probe authentication and object-level authorization."""
     await _open_endpoints(ctx)
@@ -501,9 +654,10 @@ async def run(ctx: ScanContext) -> None:
         await _user_enumeration(ctx)
         await _weak_registration(ctx)
     first = ctx.identity1
+    reference = await _reference(ctx) if first is not None else None
+    await _plain_http_credentials(ctx, reference[1] if reference else None)
     if first is None:
         return
-    reference = await _reference(ctx)
     if reference is not None:
         _, path = reference
         await _jwt(ctx, first, path)
@@ -511,5 +665,9 @@ async def run(ctx: ScanContext) -> None:
     if ctx.identity2 is not None:
         await _bola(ctx, first, ctx.identity2)
         await _function_level(ctx, ctx.identity2)
+        if ctx.options.allow_unsafe:
+            await _bola_write(ctx, first, ctx.identity2)
+        else:
+            ctx.note("BOLA on writes (AUTHZ-004) needs --allow-unsafe: only reads were tested")
     if ctx.options.allow_unsafe:
         await _mass_assignment(ctx, first)

@@ -38,7 +38,18 @@ COMMON_PATHS: Final[dict[str, Severity]] = {
     "/server-status": "medium",
     "/metrics": "medium",
     "/debug/vars": "medium",
+    "/debug/pprof/": "medium",
     "/phpinfo.php": "medium",
+    "/info.php": "medium",
+    "/console": "high",
+    "/h2-console": "high",
+    "/__debug__/": "high",
+    "/_debug": "high",
+    "/actuator/heapdump": "critical",
+    "/server-info": "medium",
+    "/.git/config": "high",
+    "/elmah.axd": "medium",
+    "/trace.axd": "medium",
 }
 _VERSION: Final = re.compile(r"^/v(\d+)(?=/|$)")
 
