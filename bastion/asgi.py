@@ -377,27 +377,39 @@ class _Exchange:
             receive = _Replay(ctx.request.body, self.receive)
         else:
             receive = self._receive_limited
+        scope = app_scope(self.scope, ctx, body_filtered=self.chain.has_body_filter)
         try:
-            await self.mw.app(app_scope(self.scope, ctx), receive, self._send_from_app)
+            await self.mw.app(scope, receive, self._send_from_app)
         except Reject as reject:
             # A body past the limit while streaming, or a dependency such as require_scopes.
-            if self.started:
+            if self._sent_head():
                 raise
             _note_reject(ctx, reject, "app")
             await self._finish(ctx)
             return
         except Exception:
-            if self.started:
+            if self._sent_head():
                 ctx.error = "the application failed"
                 raise
             _log.exception("the application failed before responding")
             ctx.reject = InternalError(INTERNAL)
             await self._finish(ctx)
             return
+        if self.held is not None:
+            # The app ended without a final body message: the body filters still see the end.
+            await self._send_from_app({"type": "http.response.body", "body": b""})
         if not self.started:
             _log.error("the application returned without a response")
             ctx.reject = InternalError(INTERNAL)
             await self._finish(ctx)
+
+    def _sent_head(self) -> bool:
+        """Whether the response head reached the server; a held one is dropped (unsent)."""
+        if self.held is not None:
+            # Nothing left for the client yet: the problem+json 500 can still replace it.
+            self.held = None
+            self.started = False
+        return self.started
 
     async def _receive_limited(self) -> Message:
         message = await self.receive()
@@ -429,20 +441,29 @@ class _Exchange:
                 self.held = message
                 return
             message = {**message, "status": ctx.status, "headers": ctx.response_headers.items()}
-        elif kind == "http.response.body":
+        elif kind != "http.response.body":
+            # pathsend, zerocopysend (removed from the app's scope under body filters, but
+            # an app may send them anyway), trailers...: never before the start message.
+            await self._release_head(ctx)
+        else:
             body: bytes = message.get("body", b"")
             ctx.bytes_sent += len(body)
             if chain.has_body_filter:
                 end = not message.get("more_body", False)
                 message = {**message, "body": chain.body_filter(ctx, body, end)}
-                held = self.held
-                if held is not None:
+                if self.held is not None:
                     if not (message["body"] or end):
                         return  # still held back: nothing may precede the start message
-                    self.held = None
-                    items = ctx.response_headers.items()
-                    await self.send({**held, "status": ctx.status, "headers": items})
+                    await self._release_head(ctx)
         await self.send(message)
+
+    async def _release_head(self, ctx: RequestContext) -> None:
+        """Send the held start message, as the body filters left status and headers."""
+        held = self.held
+        if held is None:
+            return
+        self.held = None
+        await self.send({**held, "status": ctx.status, "headers": ctx.response_headers.items()})
 
     async def _finish(self, ctx: RequestContext) -> None:
         """Answer `ctx.reject` (or a local response) if nothing was sent yet."""

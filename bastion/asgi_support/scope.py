@@ -37,6 +37,8 @@ _PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"  # RFC 3986 pchar and '/', minus '%'
 _SCHEMES: dict[str, Scheme] = {"http": "http", "https": "https"}
 _OWNED_PREFIX: Final = b"x-bastion-"
 _BODY_FRAMING: Final = frozenset({b"content-length", b"transfer-encoding"})
+# Response extensions that send a body past `http.response.body`, hence past body filters.
+_BODY_BYPASS_EXTENSIONS: Final = ("http.response.pathsend", "http.response.zerocopysend")
 # Methods whose HTTP/2 or HTTP/3 requests carry a body even without Content-Length.
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 
@@ -139,8 +141,13 @@ def _owned(name: bytes) -> bool:
     return name.startswith(_OWNED_PREFIX) or name == b"x-request-id"
 
 
-def app_scope(scope: Scope, ctx: RequestContext) -> dict[str, Any]:
-    """A copy of `scope` for the wrapped app, rebuilt from the request the policies admitted."""
+def app_scope(scope: Scope, ctx: RequestContext, *, body_filtered: bool = False) -> dict[str, Any]:
+    """A copy of `scope` for the wrapped app, rebuilt from the request the policies admitted.
+
+    With `body_filtered` (the chain has body filters), the extensions that let the app send a
+    body without `http.response.body` messages (pathsend, zerocopysend) are left out, so
+    the app falls back to messages the filters see.
+    """
     request = ctx.request
     body = request.body
     headers = [
@@ -168,6 +175,11 @@ def app_scope(scope: Scope, ctx: RequestContext) -> dict[str, Any]:
     copied["path"] = decoded
     copied["raw_path"] = request.path.encode("ascii")
     copied["query_string"] = request.query
+    extensions = scope.get("extensions")
+    if body_filtered and extensions and any(name in extensions for name in _BODY_BYPASS_EXTENSIONS):
+        copied["extensions"] = {
+            name: value for name, value in extensions.items() if name not in _BODY_BYPASS_EXTENSIONS
+        }
     state = dict(scope.get("state") or {})
     state[IDENTITY_STATE_KEY] = identity
     state[REQUEST_ID_STATE_KEY] = request_id

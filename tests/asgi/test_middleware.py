@@ -642,3 +642,96 @@ def test_an_access_log_file_that_cannot_be_opened_is_a_config_error(tmp_path: Pa
     config = {"access_log": {"sink": str(tmp_path / "missing-dir" / "access.log")}}
     with pytest.raises(ConfigError, match=r"access_log\.sink"):
         BastionMiddleware(echo_app(), config)
+
+
+_USER_SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "t", "version": "1"},
+    "paths": {
+        "/s": {
+            "get": {
+                "responses": {
+                    "200": {
+                        "description": "ok",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"name": {"type": "string"}},
+                                }
+                            }
+                        },
+                    }
+                }
+            }
+        }
+    },
+}
+
+
+def _stripping(app: Any, tmp_path: Path) -> BastionMiddleware:
+    """`app` behind a route whose openapi policy strips responses (a body filter)."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(json.dumps(_USER_SPEC))
+    policy = {"spec": str(spec), "strip_undocumented_response_fields": True}
+    route = {"name": "r", "paths": ["/s"], "policies": {"openapi": policy}}
+    return BastionMiddleware(app, {**QUIET, "services": [{"name": "svc", "routes": [route]}]})
+
+
+_LEAK = b'{"name": "ann", "ssn": "123-45-6789"}'
+
+
+@pytest.mark.anyio
+async def test_body_filters_hide_the_body_bypassing_send_extensions_from_the_app(
+    tmp_path: Path,
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if "http.response.pathsend" in scope.get("extensions", {}):
+            await send({"type": "http.response.pathsend", "path": "/nonexistent/leak.json"})
+        else:
+            await send({"type": "http.response.body", "body": _LEAK})
+
+    scope = http_scope()
+    scope["extensions"] = {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
+    sent = await run_asgi(_stripping(app, tmp_path), scope, [])
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert json.loads(sent[1]["body"]) == {"name": "ann"}
+
+
+@pytest.mark.anyio
+async def test_a_pathsend_sent_anyway_never_precedes_the_start_message(tmp_path: Path) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.pathsend", "path": "/nonexistent/leak.json"})
+
+    sent = await run_asgi(_stripping(app, tmp_path), http_scope(), [])
+    assert [m["type"] for m in sent][:2] == ["http.response.start", "http.response.pathsend"]
+
+
+@pytest.mark.anyio
+async def test_an_app_failing_after_a_held_start_gets_a_problem_500(tmp_path: Path) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        raise RuntimeError("boom")
+
+    sent = await run_asgi(_stripping(app, tmp_path), http_scope(), [])
+    assert sent[0]["status"] == 500
+    assert json.loads(sent[1]["body"])["code"] == "internal_error"
+
+
+@pytest.mark.anyio
+async def test_an_app_ending_without_a_final_body_message_still_sends_the_head(
+    tmp_path: Path,
+) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": _LEAK, "more_body": True})
+
+    sent = await run_asgi(_stripping(app, tmp_path), http_scope(), [])
+    assert sent[0]["status"] == 200
+    assert json.loads(b"".join(m.get("body", b"") for m in sent[1:])) == {"name": "ann"}

@@ -179,3 +179,13 @@ def test_a_small_invalid_body_is_refused_in_enforce(gateway):
     response = _get_from(gateway, "enforce.test", "/big/100")
     assert response.status_code == 502
     assert b"x" * 100 not in response.content
+
+
+@pytest.mark.parametrize("host", list(MODES))
+def test_the_upstream_is_asked_for_an_unencoded_response(gateway, host):
+    # A client asking for gzip must not get a body the checks cannot read past them.
+    with httpx.Client(base_url=f"http://127.0.0.1:{gateway.http_port}", timeout=5) as client:
+        response = client.get("/full", headers={"host": host, "accept-encoding": "gzip, br"})
+    assert response.status_code == 200
+    sent = [value for name, value in response.json()["headers"] if name == "accept-encoding"]
+    assert sent == ["identity"]

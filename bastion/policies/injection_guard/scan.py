@@ -9,6 +9,7 @@ import orjson
 from bastion.http.request import Request
 from bastion.policies.injection_guard.rules import Matcher, Rule
 from bastion.policies.openapi.params import StyleError, parse_query
+from bastion.policies.size_limit.json_body import PARSED_JSON, json_media
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,11 @@ def scan_request(
             return _scan_pairs(matcher, parse_query(body), excluded, "body")
         except StyleError:
             pass
-    elif media == b"application/json" or media.endswith(b"+json"):
+    elif json_media(media.decode("latin-1")):
+        parsed = request.extra.get(PARSED_JSON)
+        if isinstance(parsed, tuple) and parsed[0] is body:
+            # size_limit already parsed this very body: scan its document.
+            return scan_json(matcher, parsed[1], excluded)
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:

@@ -12,9 +12,7 @@ appear in problems: only parameter names, JSON pointers and fixed messages.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,8 +36,16 @@ from bastion.policies.openapi.responses import Responses, compile_responses
 from bastion.policies.openapi.schema import (
     READ_ONLY_KEYWORD,
     RequestView,
+    follow_refs,
+    json_pointer,
     property_schemas,
     schema_types,
+)
+from bastion.policies.size_limit.json_body import (
+    DUPLICATE_KEY,
+    DuplicateKey,
+    json_media,
+    parse_json,
 )
 
 Additional = Literal["reject", "strip", "allow"]
@@ -57,7 +63,6 @@ NOT_ALLOWED = "is not allowed"
 READ_ONLY = "is read-only and cannot be sent"
 BAD_STYLE = "is not serialised as the parameter's style requires"
 BAD_JSON = "is not valid JSON"
-DUPLICATE_KEY = "has a duplicate object key"
 NO_BODY = "this operation takes no request body"
 BAD_MULTIPART = "is not well-formed multipart/form-data within the part limits"
 BAD_PART_TYPE = "has a media type the field does not accept"
@@ -90,10 +95,6 @@ def _validator(schema: Any) -> jsonschema_rs.Validator:
 
 def _clip(name: str) -> str:
     return name if len(name) <= _MAX_NAME else name[:_MAX_NAME] + "..."
-
-
-def _pointer(parts: Iterable[str | int]) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def _message(error: jsonschema_rs.ValidationError) -> str:
@@ -165,7 +166,7 @@ def _problem(where: str, name: str | None, path: list[str | int], message: str) 
     if name is not None:
         problem["name"] = name
     if path or name is None:
-        problem["path"] = _pointer(path)
+        problem["path"] = json_pointer(path)
     problem["message"] = message
     return problem
 
@@ -220,32 +221,6 @@ class MultipartLimits:
 
     max_parts: int = 100
     max_part_bytes: int = 1024 * 1024
-
-
-def _json_media(media: str) -> bool:
-    return media == "application/json" or media.endswith("+json")
-
-
-def parse_json(body: bytes, *, reject_duplicates: bool) -> object:
-    """Parse a JSON body strictly (no NaN/Infinity); optionally refuse duplicate keys.
-
-    Raises:
-        ValueError: the body is not valid JSON (orjson.JSONDecodeError is a ValueError).
-        KeyError: `reject_duplicates` is set and an object repeats a key.
-    """
-    if not reject_duplicates:
-        return orjson.loads(body)
-
-    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
-        result = dict(items)
-        if len(result) != len(items):
-            raise KeyError(DUPLICATE_KEY)
-        return result
-
-    def constant(text: str) -> object:
-        raise ValueError(text)
-
-    return json.loads(body, object_pairs_hook=pairs, parse_constant=constant)
 
 
 @dataclass(slots=True)
@@ -486,14 +461,6 @@ class CompiledSpec:
         return any(op.has_body for op in self.operations)
 
 
-def _resolved(node: Any, resolve: Callable[[str], Any]) -> Any:
-    seen = 0
-    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and seen < 16:
-        node = resolve(node["$ref"])
-        seen += 1
-    return node
-
-
 def _kind(types: tuple[str, ...]) -> Kind:
     if "array" in types:
         return "array"
@@ -516,12 +483,12 @@ def _compile_parameter(raw: dict[str, Any], view: RequestView, where: str) -> Pa
     content = raw.get("content")
     if schema is None and isinstance(content, dict) and content:
         media, media_object = next(iter(content.items()))
-        json_content = _json_media(str(media))
+        json_content = json_media(str(media))
         schema = (media_object or {}).get("schema")
     resolve = view.resolve
     types = schema_types(schema, resolve)
     kind = _kind(types) if not json_content else "primitive"
-    resolved = _resolved(schema, resolve) or {}
+    resolved = follow_refs(schema, resolve) or {}
     item_types = schema_types(resolved.get("items"), resolve) if kind == "array" else ()
     prop_types: dict[str, tuple[str, ...]] = {}
     if kind == "object":
@@ -552,7 +519,7 @@ def _compile_parameter(raw: dict[str, Any], view: RequestView, where: str) -> Pa
 def _compile_body(
     raw: Any, view: RequestView, where: str
 ) -> tuple[bool, dict[str, MediaType] | None]:
-    body = _resolved(raw, view.resolve)
+    body = follow_refs(raw, view.resolve)
     if not isinstance(body, dict):
         return False, None
     media: dict[str, MediaType] = {}
@@ -567,7 +534,7 @@ def _compile_body(
                 raise ValueError(
                     f"{where}/{media_type}: schema cannot be compiled ({exc})"
                 ) from None
-        if _json_media(key):
+        if json_media(key):
             media[key] = MediaType("json", validator)
         elif key == "application/x-www-form-urlencoded":
             media[key] = MediaType("form", validator, _form_types(schema, view))
@@ -583,7 +550,7 @@ def _form_types(schema: Any, view: RequestView) -> dict[str, tuple[tuple[str, ..
     for prop, prop_schema in property_schemas(schema, view.resolve).items():
         types = schema_types(prop_schema, view.resolve)
         if "array" in types:
-            items = _resolved(prop_schema, view.resolve) or {}
+            items = follow_refs(prop_schema, view.resolve) or {}
             item_types = schema_types(items.get("items"), view.resolve)
             form_types[prop] = (item_types or ("string",), True)
         else:
@@ -593,7 +560,7 @@ def _form_types(schema: Any, view: RequestView) -> dict[str, tuple[tuple[str, ..
 
 def _is_binary(schema: Any, view: RequestView) -> bool:
     """A file field: `format: binary` (3.0) or `contentMediaType` / `contentEncoding` (3.1)."""
-    resolved = _resolved(schema, view.resolve)
+    resolved = follow_refs(schema, view.resolve)
     if not isinstance(resolved, dict):
         return False
     if resolved.get("format") == "binary" or "contentMediaType" in resolved:
@@ -620,7 +587,7 @@ def _multipart_media(
     for name, prop_schema in properties.items():
         declared_types = encodings.get(name)
         if declared_types is not None:
-            if any(_json_media(item) for item in declared_types):
+            if any(json_media(item) for item in declared_types):
                 json_fields.add(name)
         elif "object" in schema_types(prop_schema, view.resolve):
             json_fields.add(name)  # OpenAPI: an object property defaults to application/json
@@ -651,7 +618,7 @@ def compile_spec(
     items: list[tuple[str, dict[str, Operation]]] = []
     operations: list[Operation] = []
     for template, path_item_raw in (document.get("paths") or {}).items():
-        path_item = _resolved(path_item_raw, resolve) or {}
+        path_item = follow_refs(path_item_raw, resolve) or {}
         shared = path_item.get("parameters") or []
         by_method: dict[str, Operation] = {}
         for method in METHODS:
@@ -661,7 +628,7 @@ def compile_spec(
             where = f"#/paths/{template.replace('/', '~1')}/{method}"
             merged: dict[tuple[str, str], dict[str, Any]] = {}
             for raw in [*shared, *(op.get("parameters") or [])]:
-                param = _resolved(raw, resolve)
+                param = follow_refs(raw, resolve)
                 if isinstance(param, dict):
                     merged[(str(param.get("name")), str(param.get("in")))] = param
             compiled = [
@@ -726,8 +693,8 @@ def check_body(
 ) -> BodyOutcome:
     """Check the (buffered) body of a request against the operation's request body.
 
-    `parsed` is the body already parsed as JSON (by size_limit), reused unless duplicate
-    keys must be detected; `limits` bounds multipart bodies.
+    `parsed` is the body already parsed as JSON, duplicate keys refused (by size_limit, see
+    `PARSED_JSON`): reused as it is; `limits` bounds multipart bodies.
     """
     if not body:
         if op.body_required:
@@ -747,12 +714,12 @@ def check_body(
         return BodyOutcome()
     parts: list[Part] = []
     document: Any
-    if media.kind == "json" and parsed is not _NOT_PARSED and not reject_duplicates:
+    if media.kind == "json" and parsed is not _NOT_PARSED:
         document = parsed
     elif media.kind == "json":
         try:
             document = parse_json(body, reject_duplicates=reject_duplicates)
-        except KeyError:
+        except DuplicateKey:
             return BodyOutcome(400, [{"in": "body", "path": "", "message": DUPLICATE_KEY}])
         except (ValueError, RecursionError):
             return BodyOutcome(400, [{"in": "body", "path": "", "message": BAD_JSON}])
@@ -833,7 +800,7 @@ def _multipart_document(
     document: dict[str, object] = {}
     for part in parts:
         name = part.name
-        where = _pointer([_clip(name)])
+        where = json_pointer([_clip(name)])
         allowed = media.encodings.get(name)
         if (
             allowed

@@ -6,6 +6,17 @@ delimiter (`--boundary--`) ends the body and may only be followed by line breaks
 needs `Content-Disposition: form-data; name="..."`. Counts and sizes are checked while
 splitting, so an oversized body costs at most one pass over it. Anything else is refused
 with `MultipartError` (the caller answers 400); the client's bytes never appear in a message.
+
+Parser differentials: the upstream's multipart parser must see the same fields as this one,
+or a field never checked here reaches it. What parsers read differently is refused:
+- the delimiter anywhere inside a part (RFC 2046 §5.1.1: it must not appear in the
+  encapsulated content), such as after a bare LF, where lenient parsers split the part;
+- a bare CR or LF in a part's header block (lenient parsers end a header line there);
+- `*` parameters (`filename*`, `name*`: RFC 5987 extended values). RFC 7578 §4.2 says they
+  must not be used in multipart/form-data; parsers that honour them would see a file where
+  this parser sees a plain field, or another name;
+- a `Content-Transfer-Encoding` other than 7bit, 8bit or binary (RFC 7578 §4.7 deprecates
+  it; a parser that decodes base64 or quoted-printable reads other content than was checked).
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ MAX_PART_HEADER_BYTES = 8192
 # RFC 2046 §5.1.1: 1-70 characters from a safe set, not ending in a space.
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_IDENTITY_ENCODINGS = frozenset({b"7bit", b"8bit", b"binary"})
 _TCHARS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _QUOTED = rb'"(?:[^"\\\r\n]|\\[^\r\n])*"'
 _PARAMETER = re.compile(
@@ -85,6 +97,8 @@ def parse_multipart(
         end = body.find(separator, start)
         if end < 0:
             raise MultipartError("a part is not terminated")
+        if body.find(delimiter, start, end) >= 0:
+            raise MultipartError("a part contains the boundary delimiter")
         if len(parts) >= max_parts:
             raise MultipartError("too many parts")
         parts.append(_part(body, start, end, max_part_bytes))
@@ -107,6 +121,8 @@ def _part(body: bytes, start: int, end: int, max_part_bytes: int) -> Part:
     disposition: bytes | None = None
     content_type: bytes | None = None
     for line in body[start:split].split(b"\r\n") if split > start else ():
+        if b"\r" in line or b"\n" in line:
+            raise MultipartError("a part header line has a bare line break")
         name, colon, value = line.partition(b":")
         if not colon or _TOKEN.fullmatch(name) is None:
             raise MultipartError("a part header is malformed")
@@ -117,6 +133,11 @@ def _part(body: bytes, start: int, end: int, max_part_bytes: int) -> Part:
             disposition = value.strip()
         elif lowered == b"content-type":
             content_type = value.strip()
+        elif (
+            lowered == b"content-transfer-encoding"
+            and value.strip().lower() not in _IDENTITY_ENCODINGS
+        ):
+            raise MultipartError("a part has a content transfer encoding")
     if disposition is None:
         raise MultipartError("a part has no Content-Disposition")
     kind, params = _split_value(disposition)
@@ -154,6 +175,8 @@ def _split_value(value: bytes) -> tuple[str, dict[str, str]]:
         if match is None:
             raise MultipartError("a header parameter is malformed")
         key = match.group(1).decode("ascii").lower()
+        if key.endswith("*"):
+            raise MultipartError("an extended (RFC 5987) header parameter")
         raw = match.group(2)
         if raw.startswith(b'"'):
             raw = re.sub(rb"\\(.)", rb"\1", raw[1:-1])

@@ -9,6 +9,11 @@ check or undocumented fields to strip), `body_filter` holds the chunks back, up 
 (with a log event), so memory stays bounded. At the end the body is checked, stripped, or
 replaced by the 502 problem. Replacing the status after the body was seen needs a front door
 that sends the head only with the first body bytes (see docs/validation.md).
+
+A compressed body cannot be judged here, so a client must not be able to switch the checks
+off by asking for one: `access` sets the forwarded `Accept-Encoding` to `identity`. An
+upstream that compresses anyway fails `enforce` (502); otherwise the body is forwarded as
+it came, with a `response_not_validated` event, never silently unstripped.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ INVALID_RESPONSE = "The upstream response does not match the API description."
 """Public detail of the 502 that replaces an invalid upstream response (`enforce`)."""
 RESPONSE_NOT_VALIDATED = "The upstream response was forwarded without validation."
 """Detail of the log event for a response too large (or encoded) to validate."""
+RESPONSE_NOT_STRIPPED = "The upstream response was forwarded without stripping."
+"""Detail of the log event for a response whose numbers stripping cannot write back."""
 
 # Report codes of response validation (the client sees `invalid_upstream_response` only).
 UNDOCUMENTED_STATUS = "undocumented_response_status"
@@ -66,6 +73,10 @@ UNDOCUMENTED_MEDIA = "undocumented_response_media"
 UNDOCUMENTED_FIELDS = "undocumented_response_fields"
 INVALID_UPSTREAM = "invalid_upstream_response"
 NOT_VALIDATED = "response_not_validated"
+NOT_STRIPPED = "response_not_stripped"
+_IDENTITY = b"identity"
+_LOGGED_NAMES = 5
+_LOGGED_NAME_CHARS = 8
 
 _NO_BODY_STATUS = frozenset({204, 304})
 
@@ -155,6 +166,8 @@ class OpenAPIPolicy(Policy[OpenAPIConfig]):
             )
         if self._responses:
             ctx.state(self)["op"] = op
+            # A compressed response could not be checked: the client must not choose one.
+            request.headers.set(b"accept-encoding", _IDENTITY)
         body = request.body
         if body is None and request.has_body:
             body = b"\x00"  # not buffered: there is a body, and only its presence can be judged
@@ -225,8 +238,13 @@ class OpenAPIPolicy(Policy[OpenAPIConfig]):
             return
         if not media.json or media.validator is None:
             return
-        if headers.get(b"content-encoding") not in (None, b"identity"):
-            self._not_validated(ctx)  # a compressed body is not parsed here
+        encoding = headers.get(b"content-encoding")
+        if encoding is not None and encoding.strip().lower() != _IDENTITY:
+            # Encoded although `identity` was asked for: the body cannot be parsed here.
+            if self._response_mode == "enforce":
+                self._violation(ctx, INVALID_UPSTREAM, early=True)
+            else:
+                self._not_validated(ctx)
             return
         state["media"] = media
         state["buffer"] = []
@@ -279,14 +297,23 @@ class OpenAPIPolicy(Policy[OpenAPIConfig]):
         out = body if checked.new_body is None else checked.new_body
         if checked.new_body is not None:
             ctx.response_headers.set(b"content-length", str(len(out)).encode())
+        if checked.unstrippable:
+            _log.warning("route %s: upstream response forwarded without stripping", ctx.route)
+            ctx.reports.append(PolicyReport(self.name, 0, NOT_STRIPPED, RESPONSE_NOT_STRIPPED))
         if checked.ok or self._response_mode == "off":
             return out
         code = INVALID_UPSTREAM if checked.problems else UNDOCUMENTED_FIELDS
+        # Property names can be user data (a map keyed by e-mail address): counts, the
+        # validator's keywords and a few clipped names only.
         _log.warning(
-            "route %s: upstream response does not match the API description (%s): %s",
+            "route %s: upstream response does not match the API description (%s): "
+            "%d undocumented properties %s, %d other problems %s",
             ctx.route,
             code,
-            [*checked.undocumented, *(p["path"] for p in checked.problems)][:MAX_PROBLEMS],
+            len(checked.undocumented),
+            _clipped_names(checked.undocumented),
+            len(checked.problems),
+            sorted({p["message"] for p in checked.problems}),
         )
         replaced = self._violation(ctx, code, early=False)
         return replaced if replaced is not None else out
@@ -328,3 +355,12 @@ class OpenAPIPolicy(Policy[OpenAPIConfig]):
     def _not_validated(self, ctx: RequestContext) -> None:
         _log.warning("route %s: upstream response forwarded without validation", ctx.route)
         ctx.reports.append(PolicyReport(self.name, 0, NOT_VALIDATED, RESPONSE_NOT_VALIDATED))
+
+
+def _clipped_names(pointers: list[str]) -> list[str]:
+    """The last segments of a few JSON pointers, each cut to a few characters."""
+    names = []
+    for pointer in pointers[:_LOGGED_NAMES]:
+        name = pointer.rpartition("/")[2]
+        names.append(name if len(name) <= _LOGGED_NAME_CHARS else name[:_LOGGED_NAME_CHARS] + "…")
+    return names

@@ -7,10 +7,17 @@ properties undocumented). `Responses.lookup` finds the entry for a status as Ope
 (exact code, then range, then `default`); `check_json` judges a buffered body and, when asked,
 removes the properties the document does not describe (recursively, per schema) and
 re-serialises the body. Problems name JSON pointers and fixed messages, never values.
+
+Stripping never turns an invalid body into a valid one: when the first validation found
+problems besides undocumented properties (with `anyOf`, cutting properties can make another
+branch match), they stay the verdict. orjson reads integers beyond the 64-bit range as
+floats and would write them back changed (18446744073709551616 as 1.8446744073709552e+19):
+a body holding one is left as it is (`ResponseCheck.unstrippable`) and the caller reports it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +25,16 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from bastion.policies.openapi.schema import RequestView
+from bastion.policies.openapi.schema import RequestView, follow_refs, json_pointer
 
 Problem = dict[str, str]
 MAX_STRIP_ERRORS = 10_000
 """Most schema errors looked at when stripping one response (bounds the work per response)."""
 BAD_JSON = "is not valid JSON"
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# An integer literal of 19 digits or more: a whole digit run (not a fraction or exponent).
+_LONG_INTEGER = re.compile(rb"(?<![\d.eE+-])-?\d{19,}(?![\d.eE])")
+_INTEGER_RANGE = range(-(2**63), 2**64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +81,15 @@ class ResponseCheck:
     """Verdict on a response body.
 
     `undocumented` lists pointers of properties the document does not describe; `problems`
-    every other mismatch; `new_body` is the stripped body when stripping changed it.
+    every other mismatch; `new_body` is the stripped body when stripping changed it;
+    `unstrippable` is set when stripping was asked for but the body could not be rewritten
+    faithfully (it is then left unchanged).
     """
 
     undocumented: list[str]
     problems: list[Problem]
     new_body: bytes | None = None
+    unstrippable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -98,7 +112,7 @@ def compile_responses(
         return None
     table: dict[str, ResponseSpec] = {}
     for key, response_raw in raw.items():
-        response = _resolved(response_raw, view)
+        response = follow_refs(response_raw, view.resolve)
         if not isinstance(response, dict):
             continue
         media: dict[str, ResponseMedia] = {}
@@ -117,18 +131,6 @@ def compile_responses(
             media[name] = ResponseMedia(is_json, validator)
         table[str(key).upper() if str(key) != "default" else "default"] = ResponseSpec(media)
     return Responses(table)
-
-
-def _resolved(node: Any, view: RequestView) -> Any:
-    seen = 0
-    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and seen < 16:
-        node = view.resolve(node["$ref"])
-        seen += 1
-    return node
-
-
-def _pointer(parts: list[str | int]) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def check_json(media: ResponseMedia, body: bytes, *, strip: bool, limit: int) -> ResponseCheck:
@@ -155,10 +157,12 @@ def check_json(media: ResponseMedia, body: bytes, *, strip: bool, limit: int) ->
             undocumented.extend((base, prop) for prop in getattr(kind, "unexpected", ()))
         elif len(problems) < limit:
             path = list(error.instance_path)
-            problems.append({"in": "response", "path": _pointer(path), "message": kind.name})
-    pointers = [_pointer([*base, prop]) for base, prop in undocumented[:limit]]
+            problems.append({"in": "response", "path": json_pointer(path), "message": kind.name})
+    pointers = [json_pointer([*base, prop]) for base, prop in undocumented[:limit]]
     if not strip or not undocumented:
         return ResponseCheck(pointers, problems)
+    if _has_wide_integers(body):
+        return ResponseCheck(pointers, problems, unstrippable=True)
     for base, prop in undocumented:
         target: Any = document
         for part in base:
@@ -166,6 +170,9 @@ def check_json(media: ResponseMedia, body: bytes, *, strip: bool, limit: int) ->
         if isinstance(target, dict):
             target.pop(prop, None)
     stripped = orjson.dumps(document)
+    if problems:
+        # Invalid before stripping: cutting properties must not make it pass.
+        return ResponseCheck([], problems, stripped)
     if validator.is_valid(document):
         return ResponseCheck([], [], stripped)
     # Something besides undocumented properties is wrong: report what remains.
@@ -177,10 +184,24 @@ def check_json(media: ResponseMedia, body: bytes, *, strip: bool, limit: int) ->
         path = list(error.instance_path)
         if kind.name in ("additionalProperties", "unevaluatedProperties"):
             remaining.undocumented.extend(
-                _pointer([*path, prop]) for prop in getattr(kind, "unexpected", ())
+                json_pointer([*path, prop]) for prop in getattr(kind, "unexpected", ())
             )
         else:
             remaining.problems.append(
-                {"in": "response", "path": _pointer(path), "message": kind.name}
+                {"in": "response", "path": json_pointer(path), "message": kind.name}
             )
     return remaining
+
+
+def _has_wide_integers(body: bytes) -> bool:
+    """Whether `body` (valid JSON) holds an integer outside orjson's 64-bit range."""
+    if _LONG_INTEGER.search(body) is None:
+        return False  # the common case: no long digit run at all, one pass in C
+    numbers = _STRING.sub(b'""', body)  # digits inside strings are not numbers
+    for match in _LONG_INTEGER.finditer(numbers):
+        text = match.group()
+        # Over 21 characters is out of range anyway (JSON has no leading zeros), and int()
+        # refuses very long digit strings.
+        if len(text) > 21 or int(text) not in _INTEGER_RANGE:
+            return True
+    return False

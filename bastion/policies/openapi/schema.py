@@ -24,7 +24,7 @@ Only pure data transformations live here; no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -40,6 +40,22 @@ _SCHEMA_LISTS = ("allOf", "anyOf", "oneOf")
 _IN_PLACE = ("$ref", "$dynamicRef", "allOf", "anyOf", "oneOf", "if", "dependentSchemas")
 
 Resolver = Callable[[str], Any]
+MAX_REF_HOPS = 16
+"""Most `$ref`s followed in a row (a reference cycle stops there)."""
+
+
+def json_pointer(parts: Iterable[str | int]) -> str:
+    """The JSON pointer (RFC 6901) of a path of keys and indexes."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def follow_refs(node: Any, resolve: Resolver) -> Any:
+    """`node` with `$ref`s followed (at most MAX_REF_HOPS of them)."""
+    seen = 0
+    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and seen < MAX_REF_HOPS:
+        node = resolve(node["$ref"])
+        seen += 1
+    return node
 
 
 def schema_types(schema: Any, resolve: Resolver, depth: int = 0) -> tuple[str, ...]:

@@ -1,14 +1,18 @@
 """Measures a parsed JSON document against structural caps (depth, array, string, keys), sans-IO.
 
-How this works: the body is parsed once by orjson (C, fast). Before walking the parsed values
+How this works: the body is parsed once, refusing duplicate object keys (`json_body.parse_json`):
+parsers disagree on which of a repeated key's values counts (orjson keeps the last one, an
+upstream may read every one), so `{"a": <a huge value>, "a": 1}` would otherwise be measured
+as `{"a": 1}` while the upstream still parses the huge value. Before walking the parsed values
 (Python-level work per node), byte counts done in C rule out the caps the body cannot exceed:
 nesting is at most the number of `[` and `{` bytes, an array or object has at most one more
 item than the body has commas, and a string has at most as many characters as the body has
 bytes. Typical bodies are far below typical caps, so the walk usually never runs; when it
 does, it checks only the caps still in doubt, one nesting level at a time, and stops at the
-first one exceeded. orjson refuses documents nested deeper than 1024 levels with its
-own error (its limit is fixed); `max_depth` is therefore capped at 1024 in the config, and
-that error is read as "too deep" rather than as invalid JSON.
+first one exceeded. The parser refuses documents nested deeper than the interpreter's
+recursion limit allows (some 900 levels) with a RecursionError, which is read as "too deep"
+rather than as invalid JSON; `max_depth` is capped at 1024 in the config (orjson's limit,
+which openapi's own parse keeps).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Literal
 
-import orjson
+from bastion.policies.size_limit.json_body import DuplicateKey, parse_json
 
 ORJSON_MAX_DEPTH = 1024
 """orjson's fixed nesting limit: deeper documents fail to parse."""
@@ -52,6 +56,10 @@ class InvalidJSON(ValueError):
     """The body is not JSON at all (the caps cannot be measured)."""
 
 
+class DuplicateJSONKey(InvalidJSON):
+    """An object of the body repeats a key (its values cannot all be measured)."""
+
+
 def parse_capped(body: bytes, caps: JSONCaps) -> tuple[object, Cap | None]:
     """Parse `body` and return the document and the first cap it exceeds (None: within caps).
 
@@ -60,13 +68,16 @@ def parse_capped(body: bytes, caps: JSONCaps) -> tuple[object, Cap | None]:
     cap counts the members of each object.
 
     Raises:
+        DuplicateJSONKey: an object repeats a key.
         InvalidJSON: the body is not valid JSON.
     """
     try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        if caps.max_depth is not None and str(exc).startswith("depth limit exceeded"):
-            return None, "max_json_depth"
+        document = parse_json(body, reject_duplicates=True)
+    except DuplicateKey:
+        raise DuplicateJSONKey("duplicate key") from None
+    except RecursionError:
+        return None, "max_json_depth"
+    except ValueError:  # also UnicodeDecodeError: not UTF-8
         raise InvalidJSON("not JSON") from None
     doubt = _in_doubt(body, caps)
     return document, exceeded(document, doubt) if doubt.active else None
@@ -104,7 +115,7 @@ def exceeded(document: object, caps: JSONCaps) -> Cap | None:
     level: list[Any] = [document]
     depth = 0
     while level:
-        # orjson builds exact dict/list/str objects: `type(...) is` suffices and is cheaper.
+        # The parser builds exact dict/list/str objects: `type(...) is` suffices and is cheaper.
         lists = [value for value in level if type(value) is list]
         dicts = [value for value in level if type(value) is dict]
         if max_string is not None:

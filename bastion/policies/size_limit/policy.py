@@ -8,10 +8,16 @@ from bastion.core.context import RequestContext
 from bastion.core.policy import PhaseResult, Policy, PolicyDeps, Priority
 from bastion.errors import HeadersTooLarge, InvalidRequest, PayloadTooLarge, URITooLong
 from bastion.policies.size_limit.config import SizeLimitConfig
-from bastion.policies.size_limit.json_caps import Cap, InvalidJSON, JSONCaps, parse_capped
+from bastion.policies.size_limit.json_body import PARSED_JSON, json_content_type
+from bastion.policies.size_limit.json_caps import (
+    Cap,
+    DuplicateJSONKey,
+    InvalidJSON,
+    JSONCaps,
+    parse_capped,
+)
 
-PARSED_JSON = "bastion.parsed_json"
-"""`Request.extra` key of `(body, document)`: the openapi policy reuses the parse."""
+__all__ = ["PARSED_JSON", "SizeLimitPolicy"]
 
 BODY_TOO_LARGE = "The request body is larger than this endpoint accepts."
 """Public detail of the 413 for a body over max_body_bytes."""
@@ -27,6 +33,8 @@ JSON_TOO_LARGE = "The JSON body has a part larger than this endpoint accepts."
 """Public detail of the 413 for a body over max_json_array_length, _string_length or _keys."""
 NOT_JSON = "The request body is not valid JSON."
 """Public detail of the 400 for a JSON body whose caps cannot be measured."""
+DUPLICATE_KEY = "The JSON body repeats an object key."
+"""Public detail of the 400 for a JSON body with a repeated key (JSON caps set)."""
 _CAP_CODES: dict[Cap, str] = {
     "max_json_depth": "json_too_deep",
     "max_json_array_length": "json_array_too_long",
@@ -38,15 +46,19 @@ _CAP_CODES: dict[Cap, str] = {
 class SizeLimitPolicy(Policy[SizeLimitConfig]):
     """Refuse requests whose size exceeds the route's limits, before any costly work.
 
-    A declared Content-Length over the limit is refused here; for bodies of unknown length
+    The body limit is applied in `rewrite`, before any policy has the body buffered: a
+    declared Content-Length over the limit is refused there, and for bodies of unknown length
     (chunked) the limit goes into `ctx.max_body_size`, which the body reader enforces while
-    streaming. The tightest limit of all size_limit policies on a route wins. In `report_only`
-    mode the limit is reported but not handed to the body reader, which could only enforce it.
+    buffering or streaming. The tightest limit of all size_limit policies on a route wins. In
+    `report_only` mode the limit is reported but not handed to the body reader, which could
+    only enforce it. The other limits are checked in `access`.
 
     With a `max_json_*` cap set, JSON bodies (`application/json`, `*/*+json`) are buffered,
     parsed once and measured; the parsed document is left in `Request.extra` for the openapi
-    policy. A body declared as JSON that does not parse is refused (400 `invalid_json`): an
-    upstream parser more lenient than orjson could otherwise read a shape never measured.
+    and injection_guard policies. A body declared as JSON that does not parse is refused (400
+    `invalid_json`), and so is one repeating an object key (400 `duplicate_json_key`): an
+    upstream parser more lenient than this one, or one reading another of a repeated key's
+    values, could otherwise read a shape never measured.
     """
 
     name = "size_limit"
@@ -67,6 +79,17 @@ class SizeLimitPolicy(Policy[SizeLimitConfig]):
         self.needs_request_body = self._caps.active
 
     @override
+    def rewrite(self, ctx: RequestContext) -> PhaseResult:
+        # The front doors buffer the body between rewrite and access: arm the limit first.
+        declared = ctx.request.content_length
+        if declared is not None and declared > self._max_body:
+            raise PayloadTooLarge(BODY_TOO_LARGE)
+        if not self.report_only:
+            current = ctx.max_body_size
+            ctx.max_body_size = self._max_body if current is None else min(current, self._max_body)
+        return None
+
+    @override
     def access(self, ctx: RequestContext) -> PhaseResult:
         request = ctx.request
         if self._max_uri is not None:
@@ -84,25 +107,28 @@ class SizeLimitPolicy(Policy[SizeLimitConfig]):
                 raise InvalidRequest(TOO_MANY_QUERY_PARAMS, code="too_many_query_params")
         if self._max_headers is not None and len(request.headers) > self._max_headers:
             raise HeadersTooLarge(TOO_MANY_HEADERS)
+        body = request.body
         declared = request.content_length
-        if request.body is not None:
-            declared = max(declared or 0, len(request.body))
-        if declared is not None and declared > self._max_body:
-            raise PayloadTooLarge(BODY_TOO_LARGE)
-        if not self.report_only:
-            current = ctx.max_body_size
-            ctx.max_body_size = self._max_body if current is None else min(current, self._max_body)
         if (
-            request.body
-            and self.needs_request_body
-            and _is_json(request.headers.get(b"content-type"))
+            body is not None
+            and len(body) > self._max_body
+            and (declared is None or declared <= self._max_body)  # else rewrite refused it
         ):
-            self._check_json(ctx, request.body)
+            # A body buffered past the limit: only when reporting (see rewrite).
+            raise PayloadTooLarge(BODY_TOO_LARGE)
+        if (
+            body
+            and self.needs_request_body
+            and json_content_type(request.headers.get(b"content-type"))
+        ):
+            self._check_json(ctx, body)
         return None
 
     def _check_json(self, ctx: RequestContext, body: bytes) -> None:
         try:
             document, cap = parse_capped(body, self._caps)
+        except DuplicateJSONKey:
+            raise InvalidRequest(DUPLICATE_KEY, code="duplicate_json_key") from None
         except InvalidJSON:
             raise InvalidRequest(NOT_JSON, code="invalid_json") from None
         if cap is not None:
@@ -111,10 +137,3 @@ class SizeLimitPolicy(Policy[SizeLimitConfig]):
                 raise InvalidRequest(JSON_TOO_DEEP, code=code, extra={"limit": cap})
             raise PayloadTooLarge(JSON_TOO_LARGE, code=code, extra={"limit": cap})
         ctx.request.extra[PARSED_JSON] = (body, document)
-
-
-def _is_json(content_type: bytes | None) -> bool:
-    if content_type is None:
-        return False
-    media = content_type.split(b";", 1)[0].strip().lower()
-    return media == b"application/json" or media.endswith(b"+json")

@@ -173,3 +173,24 @@ def test_config_refuses_unknown_rule_ids_and_categories():
         InjectionGuardConfig.model_validate({"exclude_rules": ["nope"]})
     with pytest.raises(ValidationError):
         InjectionGuardConfig.model_validate({"categories": ["ldap"]})
+
+
+def test_the_json_body_size_limit_parsed_is_scanned_without_a_second_parse():
+    from bastion.policies.size_limit import SizeLimitConfig, SizeLimitPolicy
+    from bastion.policies.size_limit.json_body import PARSED_JSON
+
+    size_limit = SizeLimitPolicy(SizeLimitConfig(max_json_depth=8), PolicyDeps(clock=FakeClock()))
+    chain = Chain([size_limit, _policy()])
+    body = b'{"q": "1 UNION SELECT password FROM users"}'
+    ctx = make_ctx("POST", "/", headers=[JSON], body=body)
+    with pytest.raises(InvalidRequest):
+        chain.access(ctx)
+    # The scan reads the document left under PARSED_JSON for this very body.
+    ctx = make_ctx("POST", "/", headers=[JSON], body=b'{"q": "harmless"}')
+    ctx.request.extra[PARSED_JSON] = (ctx.request.body, {"q": "<script>alert(1)</script>"})
+    with pytest.raises(InvalidRequest):
+        _policy().access(ctx)
+    # A stale entry (another body) is ignored.
+    ctx = make_ctx("POST", "/", headers=[JSON], body=b'{"q": "harmless"}')
+    ctx.request.extra[PARSED_JSON] = (b"{}", {"q": "<script>alert(1)</script>"})
+    assert _policy().access(ctx) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -338,3 +339,109 @@ def test_a_multipart_body_without_a_schema_is_still_parsed(tmp_path):
     assert policy.access(_post(encode(VALID))) is None
     with pytest.raises(InvalidRequest):
         policy.access(_post(b"garbage"))
+
+
+# --- differential: Werkzeug (Flask's parser) must see the fields Bastion checked ------------
+
+werkzeug_formparser = pytest.importorskip("werkzeug.formparser")
+
+SMUGGLED = b'--b0undary\nContent-Disposition: form-data; name="role"\n\nadmin'
+simple_names = st.text("abcxyz", min_size=1, max_size=4)
+part_styles = st.fixed_dictionaries(
+    {
+        "name": simple_names,
+        "file": st.sampled_from([None, "plain", "extended", "both"]),
+        "header_end": st.sampled_from([b"\r\n", b"\n"]),
+        "encoding": st.sampled_from([None, b"7bit", b"BINARY", b"base64", b"quoted-printable"]),
+        "data": st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=20).map(
+            str.encode
+        ),
+        "smuggle": st.sampled_from([None, b"\n", b"\r", b"\r\n\r\n", b" ", b""]),
+    }
+)
+
+
+def _render(style: dict[str, Any]) -> bytes:
+    end: bytes = style["header_end"]
+    disposition = b'form-data; name="' + style["name"].encode() + b'"'
+    if style["file"] in ("plain", "both"):
+        disposition += b'; filename="a.txt"'
+    if style["file"] in ("extended", "both"):
+        disposition += b"; filename*=UTF-8''x.php"
+    head: bytes = b"Content-Disposition: " + disposition + end
+    if style["encoding"] is not None:
+        head += b"Content-Transfer-Encoding: " + style["encoding"] + end
+    data: bytes = style["data"]
+    if style["smuggle"] is not None:
+        data += style["smuggle"] + SMUGGLED
+    return b"--b0undary\r\n" + head + end + data + b"\r\n"
+
+
+def _werkzeug_fields(body: bytes) -> list[tuple[str, str | None, bytes]]:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "CONTENT_TYPE": "multipart/form-data; boundary=b0undary",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    _, form, files = werkzeug_formparser.parse_form_data(environ)
+    found = [(name, None, value.encode()) for name, value in form.items(multi=True)]
+    for name, file in files.items(multi=True):
+        try:
+            found.append((name, file.filename, file.read()))
+        finally:
+            file.close()
+    return sorted(found, key=repr)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(part_styles, min_size=1, max_size=4))
+def test_werkzeug_sees_exactly_the_fields_bastion_admits(styles):
+    body = b"".join(_render(style) for style in styles) + b"--b0undary--\r\n"
+    try:
+        parts = parse(body)
+    except MultipartError:
+        return  # refused: nothing reaches the upstream
+    ours = sorted(((n, f, d) for n, f, _, d in parts), key=repr)
+    assert ours == _werkzeug_fields(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'--b0undary\r\nContent-Disposition: form-data; name="bio"\r\n\r\nhello\n'
+        + SMUGGLED
+        + b"\r\n--b0undary--\r\n",
+        b'--b0undary\r\nContent-Disposition: form-data; name="bio"\r\n\r\nhello'
+        + SMUGGLED
+        + b"\r\n--b0undary--\r\n",
+        b"--b0undary\r\nContent-Disposition: form-data; name=\"doc\"; filename*=UTF-8''x.php"
+        b"\r\n\r\n<?php\r\n--b0undary--\r\n",
+        b"--b0undary\r\nContent-Disposition: form-data; name*=UTF-8''role\r\n\r\nadmin"
+        b"\r\n--b0undary--\r\n",
+        b'--b0undary\r\nContent-Disposition: form-data; name="a"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nYWRtaW4=\r\n--b0undary--\r\n",
+        b'--b0undary\r\nContent-Disposition: form-data; name="a"\nX-Other: 1\r\n\r\n1'
+        b"\r\n--b0undary--\r\n",
+    ],
+    ids=["lf-delimiter", "delimiter-in-content", "filename-star", "name-star", "base64", "bare-lf"],
+)
+def test_refuses_what_other_parsers_read_differently(body):
+    with pytest.raises(MultipartError):
+        parse(body)
+
+
+@pytest.mark.parametrize("encoding", [b"7bit", b"8bit", b"Binary"])
+def test_identity_transfer_encodings_are_accepted(encoding):
+    body = (
+        b'--b0undary\r\nContent-Disposition: form-data; name="a"\r\n'
+        b"Content-Transfer-Encoding: " + encoding + b"\r\n\r\n1\r\n--b0undary--\r\n"
+    )
+    assert parse(body) == [("a", None, None, b"1")]
+
+
+def test_a_smuggled_field_gets_400_invalid_body(tmp_path):
+    body = encode([("name", None, None, b"ann\n" + SMUGGLED)])
+    with pytest.raises(InvalidRequest) as exc:
+        _policy(tmp_path).access(_post(body))
+    assert exc.value.error_code == "invalid_body"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import gzip
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from bastion.http.headers import Headers
 from bastion.policies.openapi import OpenAPIConfig, OpenAPIPolicy
 from bastion.policies.openapi.policy import (
     INVALID_UPSTREAM,
+    NOT_STRIPPED,
     NOT_VALIDATED,
     UNDOCUMENTED_FIELDS,
     UNDOCUMENTED_MEDIA,
@@ -347,11 +351,54 @@ def test_a_response_over_the_bound_streams_unvalidated(tmp_path):
     assert _codes(ctx) == [NOT_VALIDATED]
 
 
-def test_a_compressed_response_streams_unvalidated(tmp_path):
-    policy = _policy(tmp_path, validate_responses="enforce")
-    headers = [JSON, (b"content-encoding", b"gzip")]
-    ctx, out = _exchange(policy, 200, b"\x1f\x8b...", headers=headers)
-    assert b"".join(out) == b"\x1f\x8b..."
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"validate_responses": "report_only"},
+        {"validate_responses": "enforce"},
+        {"strip_undocumented_response_fields": True},
+    ],
+    ids=["report_only", "enforce", "strip"],
+)
+def test_the_forwarded_request_asks_for_an_unencoded_response(tmp_path, settings):
+    ctx = make_ctx("GET", "/users/1", headers=[(b"accept-encoding", b"gzip, br")])
+    _policy(tmp_path, **settings).access(ctx)
+    assert ctx.request.headers.get_all(b"accept-encoding") == [b"identity"]
+
+
+def test_without_response_checks_accept_encoding_is_left_alone(tmp_path):
+    ctx = make_ctx("GET", "/users/1", headers=[(b"accept-encoding", b"gzip")])
+    _policy(tmp_path).access(ctx)
+    assert ctx.request.headers.get(b"accept-encoding") == b"gzip"
+
+
+GZIP = [JSON, (b"content-encoding", b"gzip")]
+
+
+@pytest.mark.parametrize("strip", [False, True], ids=["validate", "validate-and-strip"])
+def test_a_compressed_response_fails_enforce(tmp_path, strip):
+    policy = _policy(
+        tmp_path, validate_responses="enforce", strip_undocumented_response_fields=strip
+    )
+    leaked = gzip.compress(orjson.dumps({**USER, "ssn": "1"}))
+    ctx, out = _exchange(policy, 200, leaked, headers=GZIP)
+    assert ctx.status == 502
+    assert orjson.loads(b"".join(out))["code"] == INVALID_UPSTREAM
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"validate_responses": "report_only"},
+        {"validate_responses": "report_only", "strip_undocumented_response_fields": True},
+        {"strip_undocumented_response_fields": True},
+    ],
+    ids=["report_only", "report_only-and-strip", "strip"],
+)
+def test_a_compressed_response_is_forwarded_with_an_event_otherwise(tmp_path, settings):
+    body = gzip.compress(orjson.dumps({**USER, "ssn": "1"}))
+    ctx, out = _exchange(_policy(tmp_path, **settings), 200, body, headers=GZIP)
+    assert (ctx.status, b"".join(out)) == (200, body)
     assert _codes(ctx) == [NOT_VALIDATED]
 
 
@@ -416,3 +463,114 @@ def test_a_failing_check_fails_closed_in_enforce(tmp_path, monkeypatch):
     assert b'"id": 1' not in b"".join(out)
     ctx, out = _exchange(_policy(tmp_path, validate_responses="report_only"), 200, b'{"id": 1}')
     assert b"".join(out) == b'{"id": 1}'
+
+
+def _spec_policy(tmp_path: Path, schema: dict[str, Any], **settings: object) -> OpenAPIPolicy:
+    spec = copy.deepcopy(SPEC)
+    content = spec["paths"]["/users/{id}"]["get"]["responses"]["200"]["content"]
+    content["application/json"]["schema"] = schema
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    config = OpenAPIConfig.model_validate({"spec": str(path), **settings})
+    return OpenAPIPolicy(config, PolicyDeps(clock=FakeClock()))
+
+
+ANY_OF = {
+    "anyOf": [
+        {"type": "object", "properties": {"id": {"type": "integer"}}},
+        {
+            "type": "object",
+            "properties": {"x": {"type": "object", "properties": {"y": {"type": "integer"}}}},
+        },
+    ]
+}
+
+
+@pytest.mark.parametrize("mode", ["report_only", "enforce"])
+def test_stripping_never_turns_an_invalid_body_into_a_valid_one(tmp_path, mode):
+    policy = _spec_policy(
+        tmp_path, ANY_OF, validate_responses=mode, strip_undocumented_response_fields=True
+    )
+    body = orjson.dumps({"x": {"y": 1, "secret": "s3cr3t"}, "id": "not-an-integer"})
+    ctx, out = _exchange(policy, 200, body)
+    if mode == "enforce":
+        assert ctx.status == 502
+    else:
+        assert _codes(ctx) == [INVALID_UPSTREAM]
+    assert b"s3cr3t" not in b"".join(out)
+
+
+def test_stripping_a_valid_any_of_body_still_passes_enforce(tmp_path):
+    policy = _spec_policy(
+        tmp_path, ANY_OF, validate_responses="enforce", strip_undocumented_response_fields=True
+    )
+    ctx, out = _exchange(policy, 200, orjson.dumps({"id": 1, "ssn": "1"}))
+    assert (ctx.status, orjson.loads(b"".join(out))) == (200, {"id": 1})
+
+
+WIDE = b'{"id": 1, "ssn": "123", "n": 18446744073709551616}'
+NUMBERS = {
+    "type": "object",
+    "properties": {"id": {"type": "integer"}, "n": {"type": "integer"}},
+}
+
+
+@pytest.mark.parametrize("mode", ["off", "report_only"])
+def test_a_body_with_integers_past_64_bits_is_not_rewritten(tmp_path, mode):
+    policy = _spec_policy(
+        tmp_path, NUMBERS, validate_responses=mode, strip_undocumented_response_fields=True
+    )
+    ctx, out = _exchange(policy, 200, WIDE)
+    assert b"".join(out) == WIDE  # unchanged: orjson would write the number as a float
+    assert NOT_STRIPPED in _codes(ctx)
+
+
+def test_a_body_with_integers_past_64_bits_fails_enforce_when_it_leaks(tmp_path):
+    policy = _spec_policy(
+        tmp_path, NUMBERS, validate_responses="enforce", strip_undocumented_response_fields=True
+    )
+    ctx, out = _exchange(policy, 200, WIDE)
+    assert ctx.status == 502
+    assert b"123" not in b"".join(out)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": 1, "ssn": "1", "n": 18446744073709551615}',
+        b'{"id": 1, "ssn": "1", "n": -9223372036854775808}',
+        b'{"id": 1, "ssn": "18446744073709551616123", "n": 1}',
+        b'{"id": 1, "ssn": "1", "n": 1.18446744073709551616}',
+        b'{"id": 1, "ssn": "1", "n": 1e-18446744073709551616}',
+    ],
+    ids=["u64-max", "i64-min", "digits-in-a-string", "fraction", "exponent"],
+)
+def test_bodies_orjson_writes_back_faithfully_are_stripped(tmp_path, body):
+    number = {"type": "number"}
+    schema = {"type": "object", "properties": {"id": {"type": "integer"}, "n": number}}
+    policy = _spec_policy(tmp_path, schema, strip_undocumented_response_fields=True)
+    ctx, out = _exchange(policy, 200, body)
+    assert b"ssn" not in b"".join(out)
+    assert _codes(ctx) == []
+
+
+def test_the_warning_names_no_full_property_name(tmp_path, caplog):
+    schema = {"type": "object", "properties": {"id": {"type": "integer"}}}
+    policy = _spec_policy(tmp_path, schema, validate_responses="report_only")
+    body = orjson.dumps({"id": 1, "alice.secret@example.com": 1, "bob@example.org": 2})
+    with caplog.at_level(logging.WARNING, logger="bastion.openapi"):
+        _exchange(policy, 200, body)
+    text = caplog.text
+    assert "2 undocumented properties" in text
+    assert "example.com" not in text
+    assert "bob@example.org" not in text
+
+
+def test_a_body_made_invalid_by_stripping_fails_enforce(tmp_path):
+    schema = {"type": "object", "minProperties": 2, "properties": {"id": {"type": "integer"}}}
+    policy = _spec_policy(
+        tmp_path, schema, validate_responses="enforce", strip_undocumented_response_fields=True
+    )
+    ctx, out = _exchange(policy, 200, orjson.dumps({"id": 1, "ssn": "123"}))
+    assert ctx.status == 502
+    assert b"123" not in b"".join(out)

@@ -94,10 +94,67 @@ def test_accepted_iff_within_every_cap(document, depth, items, string, keys):
 
 @settings(max_examples=50, deadline=None)
 @given(st.integers(1, 3000), st.integers(1, 1024))
-def test_depth_beyond_orjsons_own_limit_is_named_as_depth(nesting, cap):
+def test_depth_beyond_the_parsers_own_limit_is_named_as_depth(nesting, cap):
     body = b"[" * nesting + b"]" * nesting
     _, found = parse_capped(body, JSONCaps(max_depth=cap))
-    assert (found == "max_json_depth") == (nesting > cap)
+    if nesting > cap:
+        assert found == "max_json_depth"
+    elif nesting <= PARSER_DEPTH:
+        assert found is None
+    # Between the two: past the recursion limit of the duplicate-refusing parser (~900
+    # levels), a document counts as too deep whatever the cap (docs/validation.md).
+
+
+PARSER_DEPTH = 800
+"""Nesting the duplicate-refusing parser always reads (the recursion limit is 1000 frames)."""
+CAP_SETTINGS = [
+    {"max_json_depth": 8},
+    {"max_json_array_length": 100},
+    {"max_json_string_length": 64},
+    {"max_json_keys": 10},
+]
+
+
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        b"[" * 1000 + b"]" * 1000,
+        b'"' + b"x" * 100_000 + b'"',
+        b"[" + b"1," * 10_000 + b"1]",
+        b"{" + b",".join(b'"k%d":1' % i for i in range(1000)) + b"}",
+    ],
+    ids=["deep", "long-string", "long-array", "many-keys"],
+)
+@pytest.mark.parametrize("caps", CAP_SETTINGS, ids=["depth", "array", "string", "keys"])
+def test_a_repeated_key_cannot_hide_a_value_from_the_caps(caps, hidden):
+    body = b'{"a": ' + hidden + b', "a": 1}'
+    with pytest.raises(Reject) as exc:
+        _policy(**caps).access(_post(body))
+    assert exc.value.error_code in ("duplicate_json_key", "json_too_deep")
+
+
+@settings(max_examples=200, deadline=None)
+@given(documents, st.text(max_size=4), st.sampled_from(CAP_SETTINGS))
+def test_any_repeated_key_is_refused_while_a_cap_is_set(document, key, caps):
+    members = [(key, document), ("other", 1), (key, 1)]
+    body = b"{" + b",".join(orjson.dumps(k) + b":" + orjson.dumps(v) for k, v in members) + b"}"
+    with pytest.raises(InvalidRequest) as exc:
+        _policy(**{name: 1024 for name in caps}).access(_post(body))
+    assert exc.value.error_code == "duplicate_json_key"
+    assert _policy().access(_post(body)) is None  # no cap set: not parsed at all
+
+
+def test_nesting_past_the_parsers_recursion_limit_is_too_deep():
+    body = b"[" * 5000 + b"]" * 5000
+    with pytest.raises(InvalidRequest) as exc:
+        _policy(max_json_keys=10).access(_post(body))
+    assert exc.value.error_code == "json_too_deep"
+
+
+def test_non_utf8_json_is_refused():
+    with pytest.raises(InvalidRequest) as exc:
+        _policy(max_json_keys=10).access(_post('{"a": "é"}'.encode("utf-16")))
+    assert exc.value.error_code == "invalid_json"
 
 
 def test_strings_count_characters_not_bytes():
@@ -227,3 +284,16 @@ def test_bad_caps_are_config_errors_at_their_dotted_path(setting, value, message
     (line,) = exc.value.lines
     assert line.startswith(f"services[0].routes[0].policies.size_limit.{setting}:")
     assert message in line
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[NaN]", b"[Infinity]", b"[1e400]", b"[-1e400]", b"\xef\xbb\xbf[1]", b'{"a": 1'],
+    ids=["nan", "infinity", "overflow", "negative-overflow", "bom", "truncated"],
+)
+def test_what_orjson_refuses_the_duplicate_refusing_parse_refuses_too(body):
+    with pytest.raises(ValueError):  # noqa: PT011 - orjson's error is a ValueError as well
+        orjson.loads(body)
+    with pytest.raises(InvalidRequest) as exc:
+        _policy(max_json_keys=10).access(_post(body))
+    assert exc.value.error_code == "invalid_json"

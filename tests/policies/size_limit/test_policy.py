@@ -26,10 +26,12 @@ def test_runs_in_the_harden_band_after_ip_filter():
     assert SizeLimitPolicy.priority == Priority.HARDEN + 40
 
 
-def test_access_admits_a_request_within_every_limit_and_arms_the_body_limit():
+def test_a_request_within_every_limit_passes_and_rewrite_arms_the_body_limit():
     ctx = make_ctx("POST", "/v1/items", query=b"a=1&b=2", content_length=100)
-    assert _policy(max_body_bytes=100).access(ctx) is None
+    policy = _policy(max_body_bytes=100)
+    assert policy.rewrite(ctx) is None
     assert ctx.max_body_size == 100
+    assert policy.access(ctx) is None
 
 
 @pytest.mark.parametrize(
@@ -37,11 +39,11 @@ def test_access_admits_a_request_within_every_limit_and_arms_the_body_limit():
     [(None, 500, 500), (200, 500, 200), (900, 500, 500)],
     ids=["unset", "tighter_existing_kept", "looser_existing_lowered"],
 )
-def test_access_sets_the_tightest_streaming_limit(existing, limit, result):
+def test_rewrite_sets_the_tightest_streaming_limit(existing, limit, result):
     ctx = make_ctx("POST")
     ctx.request.chunked = True
     ctx.max_body_size = existing
-    _policy(max_body_bytes=limit).access(ctx)
+    _policy(max_body_bytes=limit).rewrite(ctx)
     assert ctx.max_body_size == result
 
 
@@ -50,9 +52,17 @@ def test_access_sets_the_tightest_streaming_limit(existing, limit, result):
     [{"content_length": 101}, {"body": b"x" * 101}, {"body": b"x" * 101, "content_length": 10}],
     ids=["declared_length", "buffered_body", "buffered_body_longer_than_declared"],
 )
-def test_access_rejects_a_body_over_the_limit_with_413(kwargs):
+def test_a_body_over_the_limit_gets_413(kwargs):
+    # A declared length is refused in rewrite, before any body is read; a buffered one in access.
+    chain = Chain([_policy(max_body_bytes=100)])
+
+    def request_phases() -> None:
+        ctx = make_ctx("POST", **kwargs)
+        chain.rewrite(ctx)
+        chain.access(ctx)
+
     with pytest.raises(PayloadTooLarge) as info:
-        _policy(max_body_bytes=100).access(make_ctx("POST", **kwargs))
+        request_phases()
     assert info.value.status == 413
     assert info.value.detail == BODY_TOO_LARGE
 
@@ -117,8 +127,11 @@ def test_access_with_limits_lifted_only_checks_the_body():
 def test_report_only_reports_without_arming_the_body_limit():
     chain = Chain([_policy(mode="report_only", max_body_bytes=10)])
     small = make_ctx("POST", content_length=5)
+    assert chain.rewrite(small) is None
     assert chain.access(small) is None
     assert small.max_body_size is None
-    large = make_ctx("POST", content_length=50)
-    assert chain.access(large) is None
-    assert [(r.status, r.code) for r in large.reports] == [(413, "payload_too_large")]
+    for large in (make_ctx("POST", content_length=50), make_ctx("POST", body=b"x" * 50)):
+        large.request.body = b"x" * 50
+        assert chain.rewrite(large) is None
+        assert chain.access(large) is None
+        assert [(r.status, r.code) for r in large.reports] == [(413, "payload_too_large")]
