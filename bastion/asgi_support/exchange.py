@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from bastion.asgi_support.scope import Scope, request_from_scope
 from bastion.core.context import new_request_id
-from bastion.errors import PayloadTooLarge, Reject
+from bastion.errors import InternalError, PayloadTooLarge, Reject
 from bastion.http.request import Request
 from bastion.http.response import Response, problem_response
 
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
 
 TOO_LARGE: Final = "The request body is too large."
 """Public detail of the 413 when a body outgrows the handler's `max_body`."""
+INTERNAL: Final = "An internal error occurred."
+"""Public detail of the 500 when a handler fails (the traceback goes to the log only)."""
+
+_log = logging.getLogger("bastion.asgi")
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -72,11 +77,16 @@ class ASGIExchange:
             if received > self.max_body:
                 self.reject(PayloadTooLarge(TOO_LARGE))
                 return
-            if chunk:
-                on_body(chunk)
-            if not message.get("more_body", False):
-                self.body_done = True
-                on_end()
+            try:
+                if chunk:
+                    on_body(chunk)
+                if not message.get("more_body", False):
+                    self.body_done = True
+                    on_end()
+                    return
+            except Exception:  # noqa: BLE001 - a handler bug answers 500, never hangs the call
+                _log.exception("handler failed on %s", self.request.path)
+                self.reject(InternalError(INTERNAL))
                 return
 
     def send_response(self, response: Response) -> None:
@@ -139,8 +149,12 @@ class ExchangeApp:
             await _send(send, problem_response(reject, new_request_id()), head=False)
             return
         exchange = ASGIExchange(request, self.max_body, receive)
-        # Duck-typed: ASGIExchange has every member the local handlers use (module docstring).
-        self.handle(cast("Exchange", exchange))
+        try:
+            # Duck-typed: ASGIExchange has every member the local handlers use (see above).
+            self.handle(cast("Exchange", exchange))
+        except Exception:  # noqa: BLE001 - a handler bug answers 500 with a fixed message
+            _log.exception("handler failed on %s", request.path)
+            exchange.reject(InternalError(INTERNAL))
         response = await exchange.answer()
         if response is not None:
             await _send(send, response, head=request.method == "HEAD")

@@ -232,6 +232,8 @@ class CachedStore:
             self.cache.drop(("key", entry.subject_id))
         elif entry.subject_type == "consumer":
             self.cache.drop_consumer(entry.subject_id)
+        elif entry.subject_type in ("config", "oauth_client"):
+            return  # nothing cached here: configs are followed by bastion/admin/store_ops.py
         else:  # a password: its consumer's entries and any cached "no such user"
             self.cache.drop_consumer(entry.subject_id)
             for side in (entry.before, entry.after):
@@ -318,6 +320,10 @@ def shared_store(backend_url: str, make: Store, peppers: Peppers | None) -> Cach
     found = _SHARED.get(key)
     if found is None:
         found = _SHARED[key] = CachedStore(make, peppers=peppers)
+    else:
+        # Same current pepper, but `previous_peppers` may have changed: a pepper removed from
+        # the list (say, after a leak) must stop verifying keys at this reload, not at restart.
+        found.peppers = peppers
     return found
 
 

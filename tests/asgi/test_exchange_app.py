@@ -99,3 +99,23 @@ async def test_mounted_in_a_starlette_app_the_handler_sees_the_full_path() -> No
         assert (await client.get("/")).text == "app"
         response = await client.post("/oauth/token", content=b"a=b")
     assert response.text == "POST /oauth/token a=b"
+
+
+def broken(exchange: Exchange) -> None:
+    """Fails at once, or once the body has arrived."""
+    if exchange.request.path == "/at-once":
+        raise RuntimeError("a handler bug")
+
+    def done() -> None:
+        raise RuntimeError("a handler bug, later")
+
+    exchange.consume_body(lambda chunk: None, done)
+
+
+@pytest.mark.parametrize("path", ["/at-once", "/after-the-body"])
+async def test_a_failing_handler_answers_a_fixed_500_and_never_hangs(path: str) -> None:
+    async with _client(ExchangeApp(broken, max_body=1024)) as client:
+        response = await asyncio.wait_for(client.post(path, content=b"x=1"), timeout=5)
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert "bug" not in response.text
