@@ -20,6 +20,7 @@ from bastion.clock import Clock, SystemClock
 from bastion.observability.logging import REDACTED, redact
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_IDEMPOTENT: Final = SAFE_METHODS | {"PUT", "DELETE"}  # RFC 9110, section 9.2.2
 _BODY_EXCERPT: Final = 400
 _SHOWN_REQUEST_HEADERS: Final = ("authorization", "origin", "content-type", "x-api-key", "cookie")
 
@@ -139,19 +140,25 @@ class ScanClient:
             raise ScanRefused(f"out of scope: {parsed.scheme}://{parsed.host}:{parsed.port}")
         if method not in SAFE_METHODS and not self._allow_unsafe and not login:
             raise ScanRefused(f"{method} needs --allow-unsafe")
-        async with self._lock:
-            if self.sent >= self.budget:
-                raise BudgetExhausted("request budget spent")
-            self.sent += 1
-            delay = self._next_at - self._clock.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._next_at = max(self._next_at, self._clock.monotonic()) + self._interval
+        await self._pace()
         started = self._clock.monotonic()
-        response = await self._client.request(
-            method, parsed, headers=dict(headers or {}), content=content
-        )
-        body = await response.aread()
+        try:
+            response = await self._client.request(
+                method, parsed, headers=dict(headers or {}), content=content
+            )
+            body = await response.aread()
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            # Servers often close the connection after an error they crashed on (uvicorn
+            # does, after a 500 from an exception); the pooled connection can then fail
+            # before any answer. An idempotent request is sent once more, on a new one.
+            if method not in _IDEMPOTENT:
+                raise
+            await self._pace()
+            started = self._clock.monotonic()
+            response = await self._client.request(
+                method, parsed, headers=dict(headers or {}), content=content
+            )
+            body = await response.aread()
         elapsed = self._clock.monotonic() - started
         return Exchange(
             method=method,
@@ -163,6 +170,21 @@ class ScanClient:
             body=body,
             elapsed=elapsed,
         )
+
+    async def _pace(self) -> None:
+        """Count one request against the budget and wait for its turn under `--rate`.
+
+        Raises:
+            BudgetExhausted: the request budget is spent.
+        """
+        async with self._lock:
+            if self.sent >= self.budget:
+                raise BudgetExhausted("request budget spent")
+            self.sent += 1
+            delay = self._next_at - self._clock.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._next_at = max(self._next_at, self._clock.monotonic()) + self._interval
 
     def add_secret(self, secret: str) -> None:
         """Mask `secret` in every later note and evidence (tokens obtained by a login)."""

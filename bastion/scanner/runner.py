@@ -121,6 +121,7 @@ class Identity:
     name: str
     headers: dict[str, str]
     credential: str
+    names: tuple[str, ...] = ()  # the account's own user name / e-mail, from its login recipe
 
 
 @dataclass(slots=True)
@@ -251,6 +252,34 @@ class ScanContext:
         prefix = op.path.split("{" + name + "}", 1)[0].rstrip("/")
         return self.ids.get(prefix) or self.ids.get(name) or []
 
+    def observed_value(self, op: Operation, name: str) -> str | None:
+        """A value of query parameter `name` seen in the operation's own baseline answer.
+
+        Filters usually name a field of the items they filter (`?title=` over items with a
+        `title` or `book_title`); a value that exists makes true and false conditions differ.
+        """
+        exchange = self.baseline.get((op.method, op.path))
+        if exchange is None or not exchange.ok:
+            return None
+        try:
+            document = json.loads(exchange.body)
+        except ValueError:
+            return None
+        wanted = re.compile(
+            rf"(?i)^(?:.*[_-])?{re.escape(name)}$|^[a-z]+{re.escape(name.title())}$"
+        )
+        stack: list[tuple[object, int]] = [(document, 0)]
+        while stack:
+            item, depth = stack.pop(0)
+            if isinstance(item, dict) and depth <= 6:
+                for key, child in item.items():
+                    if isinstance(child, str) and child and wanted.match(str(key)):
+                        return child
+                    stack.append((child, depth + 1))
+            elif isinstance(item, list) and depth <= 6:
+                stack.extend((child, depth + 1) for child in item[:50])
+        return None
+
     def operation_url(self, url: str) -> str:
         """The documented path template that `url` matches (as a URL), else `url` sans query."""
         path = httpx.URL(url).path
@@ -380,9 +409,14 @@ async def log_in(ctx: ScanContext, name: str, recipe: LoginRecipe) -> Identity:
         )
     ctx.client.add_secret(token)
     ctx.logins.append(recipe)
+    names = tuple(
+        str(value)
+        for key, value in recipe.body.items()
+        if key in USER_KEYS | {"name"} and isinstance(value, str) and value
+    )
     if recipe.header:
-        return Identity(name, {recipe.header: token}, token)
-    return Identity(name, {"Authorization": f"Bearer {token}"}, token)
+        return Identity(name, {recipe.header: token}, token, names)
+    return Identity(name, {"Authorization": f"Bearer {token}"}, token, names)
 
 
 def parse_identity(name: str, value: str | None) -> Identity | None:

@@ -197,6 +197,46 @@ WEAK_SECRETS: Final = (
     "admin",
     "123456",
     "qwerty",
+    # Added after the blind library test (docs/scanner.md): more defaults from tutorials,
+    # sample apps and framework quick starts. Offline guesses, so the list costs no requests.
+    "random",
+    "secret_key",
+    "secretKey",
+    "jwt-secret",
+    "jwtSecret",
+    "jwt_secret_key",
+    "my_secret",
+    "my-secret",
+    "mysecretkey",
+    "my_secret_key",
+    "topsecret",
+    "super-secret",
+    "super_secret",
+    "supersecretkey",
+    "shhhhh",
+    "keyboard cat",
+    "change_me",
+    "change-me",
+    "default",
+    "development",
+    "token",
+    "auth",
+    "pass",
+    "private",
+    "12345",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "abc123",
+    "letmein",
+    "welcome",
+    "hello",
+    "app_secret",
+    "api_secret",
+    "access_secret",
+    "your_secret_key",
+    "your-secret-key",
+    "replace-me",
 )
 _QUERY_NAMES: Final = ("api_key", "apikey", "key", "access_token", "token")
 _HMAC: Final = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
@@ -342,12 +382,36 @@ async def _query_credentials(ctx: ScanContext, identity: Identity, path: str) ->
             return
 
 
+_CLAIMS: Final = ("sub", "username", "preferred_username", "email", "user", "name")
+
+
+def own_names(identity: Identity) -> set[str]:
+    """The identity's own account names: from its login recipe and its JWT's claims."""
+    names = set(identity.names)
+    parsed = parse_jwt(identity.credential)
+    if parsed is not None:
+        names |= {str(parsed[1][c]) for c in _CLAIMS if isinstance(parsed[1].get(c), str | int)}
+    return names
+
+
+def owned_first(candidates: list[str], identity: Identity) -> list[str]:
+    """Candidate ids, narrowed to identity's own account when that is among them.
+
+    When a parameter takes user names (`/users/{username}`), the others are accounts of third
+    parties whose public profile both identities may legitimately see; identity's own
+    account is the one object certainly its own.
+    """
+    own = own_names(identity)
+    mine = [value for value in candidates if value in own]
+    return mine or candidates
+
+
 async def _bola(ctx: ScanContext, first: Identity, second: Identity) -> None:
     for op in ctx.secured_gets():
         params = op.path_params
         if len(params) != 1:
             continue
-        candidates = ctx.candidate_ids(op, params[0])[:3]
+        candidates = owned_first(ctx.candidate_ids(op, params[0]), first)[:3]
         prefix = op.path.split("{", 1)[0].rstrip("/")
         own = await ctx.send("GET", prefix, identity=second) if prefix else None
         owned_by_second: set[str] = set()
@@ -368,11 +432,77 @@ async def _bola(ctx: ScanContext, first: Identity, second: Identity) -> None:
                 break
 
 
-def _privileged(document: object) -> set[str]:
-    """Privileged properties of a JSON object that hold the value an attacker would want."""
-    if not isinstance(document, dict):
+def _privileged(document: object, depth: int = 0) -> set[str]:
+    """Privileged properties of a JSON object that hold the value an attacker would want.
+
+    Objects nested in objects count (`{"user": {"admin": true}}`, a created resource in an
+    envelope); objects inside lists do not, since a listing may show other, real admins.
+    """
+    if not isinstance(document, dict) or depth > 3:
         return set()
-    return {key for key, wanted in PRIVILEGED.items() if document.get(key) == wanted}
+    found = {key for key, wanted in PRIVILEGED.items() if document.get(key) == wanted}
+    for value in document.values():
+        found |= _privileged(value, depth + 1)
+    return found
+
+
+# Fields that often have to be unique (a title or name taken by an earlier probe's object).
+_UNIQUE_FIELD: Final = re.compile(
+    r"(?i)(?:^|[_-])(?:name|title|slug|code|handle)$|[a-z](?:Name|Title)$"
+)
+_TOKEN_KEY: Final = re.compile(r"(?i)token|jwt|session|api_?key|bearer")
+
+
+def _has_token(document: object, depth: int = 0) -> bool:
+    if depth > 4:
+        return False
+    if isinstance(document, dict):
+        for key, value in document.items():
+            if isinstance(value, str) and len(value) >= 8 and _TOKEN_KEY.search(str(key)):
+                return True
+            if _has_token(value, depth + 1):
+                return True
+    return False
+
+
+def logged_in(exchange: Exchange) -> bool:
+    """Whether a login answer looks like a success: a 2xx that sets a cookie or hands a token.
+
+    Some APIs answer failed logins with 200 and `{"status": "fail"}`; a bare 2xx proves nothing.
+    """
+    if not exchange.ok:
+        return False
+    if "set-cookie" in exchange.headers:
+        return True
+    try:
+        return _has_token(json.loads(exchange.body))
+    except ValueError:
+        return False
+
+
+def fresh_body(ctx: ScanContext, op: Operation) -> dict[str, object]:
+    """The example body of a creating POST, with fields that must be unique made fresh.
+
+    A documented example often names an account that exists already (`"username": "name1"`),
+    or an object an earlier probe created from the same example, and the API then answers
+    "already exists" whatever else the body holds: user-name and e-mail fields get a random
+    unknown value, passwords a strong random one, names and titles a random suffix. Other
+    methods (and the login) get their example as it is.
+    """
+    body = json.loads(op.body_example or "{}")
+    if not isinstance(body, dict) or op.method != "POST" or op is login_operation(ctx):
+        return body if isinstance(body, dict) else {}
+    fresh: dict[str, object] = dict(body)
+    for key, value in body.items():
+        if not isinstance(value, str):
+            continue
+        if key in _USER_FIELDS:
+            fresh[key] = unknown_user(ctx, "email" if "@" in value or key == "email" else key)
+        elif key in _PASSWORD_FIELDS:
+            fresh[key] = f"Bastion-{ctx.rng.randrange(16**12):012x}-Scan!"
+        elif _UNIQUE_FIELD.search(key):
+            fresh[key] = f"{value}-{ctx.rng.randrange(16**6):06x}"
+    return fresh
 
 
 def _json(exchange: Exchange | None) -> object:
@@ -392,7 +522,7 @@ async def _mass_assignment(ctx: ScanContext, identity: Identity) -> None:
         path = ctx.fill(op)
         before = await ctx.send("GET", path, identity=identity) if op.path in readable else None
         already = _privileged(_json(before))
-        body = json.loads(op.body_example)
+        body = fresh_body(ctx, op)
         current = _json(before)
         if isinstance(current, dict) and op.method != "POST":
             body = {**current, **body}
@@ -509,7 +639,7 @@ async def _user_enumeration(ctx: ScanContext) -> None:
     a = await _login(ctx, op, first, WRONG_PASSWORD)
     b = await _login(ctx, op, second, WRONG_PASSWORD)
     real = await _login(ctx, op, known, WRONG_PASSWORD)
-    if a is None or b is None or real is None or real.ok:
+    if a is None or b is None or real is None or logged_in(real):
         return
     if _shape(a, first) != _shape(b, second):
         return  # failed logins differ among unknown users already: nothing to compare
@@ -614,7 +744,8 @@ async def _bola_write(ctx: ScanContext, first: Identity, second: Identity) -> No
         if own is not None and own.ok:
             with contextlib.suppress(ValueError):
                 harvest_ids(json.loads(own.body), owned_by_second)
-        victim = next((v for v in ctx.candidate_ids(op, name) if v not in owned_by_second), None)
+        candidates = owned_first(ctx.candidate_ids(op, name), first)
+        victim = next((v for v in candidates if v not in owned_by_second), None)
         if victim is None:
             continue
         path = op.path.replace("{" + name + "}", victim)

@@ -175,7 +175,7 @@ def _original(ctx: ScanContext, op: Operation, name: str, location: str) -> str:
     for param in op.parameters:
         if param.name == name and param.example is not None:
             return param.example
-    return _CONTROL
+    return ctx.observed_value(op, name) or _CONTROL
 
 
 async def _send(

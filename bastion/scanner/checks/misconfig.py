@@ -51,6 +51,7 @@ _SENSITIVE_KEY: Final = re.compile(
     r"(?i)(?:^|[_-])(?:password|passwd|pwd|password_?hash|hashed_?password|pin|pin_?hash|secret"
     r"|client_?secret|private_?key|ssn|social_security_number|card_?number|cvv|cvc)$"
 )
+_PROSE: Final = re.compile(r"\S+\s+\S+\s+\S+")  # three words or more
 _ODD_VALUE: Final = "bastion-scan-x"  # not a number, not an id: handlers that parse it may crash
 
 
@@ -60,7 +61,10 @@ def _sensitive_keys(value: object, found: set[str], depth: int = 0) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(item, str) and item and _SENSITIVE_KEY.search(str(key)):
-                found.add(str(key))
+                # A bare `secret` holding words is content its owner wrote (a note, a
+                # recovery hint), not a credential; `client_secret` and friends always count.
+                if str(key).lower() != "secret" or not _PROSE.search(item):
+                    found.add(str(key))
             else:
                 _sensitive_keys(item, found, depth + 1)
     elif isinstance(value, list):

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from typing import Final
 
-from bastion.scanner.checks.auth import credential_fields, login_operation, unknown_user
+from bastion.scanner.checks.auth import (
+    credential_fields,
+    fresh_body,
+    login_operation,
+    unknown_user,
+)
 from bastion.scanner.findings import CHECKS, CheckInfo
 from bastion.scanner.http import Exchange
 from bastion.scanner.runner import ScanContext
@@ -80,7 +85,7 @@ async def _large_body(ctx: ScanContext) -> None:
     for op in ctx.operations:
         if op.method not in ("POST", "PUT", "PATCH") or not op.has_body or op is login:
             continue
-        example = json.loads(op.body_example) if op.body_example else {}
+        example = fresh_body(ctx, op)
         body = json.dumps({**example, "bastion_padding": ""}).encode()
         body = body.replace(
             b'"bastion_padding": ""',
