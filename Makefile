@@ -6,10 +6,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test check lint typecheck unit install bench clean demo-attacks
 
-$(STAMP): pyproject.toml
+# Installs exactly the pinned, hashed versions of requirements.lock (every archive checked
+# against its sha256), then Bastion itself without letting pip resolve anything else.
+# Re-runs when pyproject.toml or the lock file changes.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,redis,postgres]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,8 +43,15 @@ clean:
 .PHONY: lock audit-deps
 
 ## Pin every dependency installed in .venv (pyproject's tree only) with sha256 hashes.
-lock: $(STAMP)
+## After changing dependencies in pyproject.toml: `make lock`, then commit both files. Resolves
+## pyproject.toml into .venv first (the stamp installs from the old lock, which cannot know new
+## dependencies), writes the lock, and checks that it installs as a whole with --require-hashes.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev,redis,postgres]'
 	$(BIN)/python scripts/lock_deps.py requirements.lock
+	$(BIN)/python -m pip install --quiet --dry-run --ignore-installed --require-hashes -r requirements.lock
+	touch $(STAMP)
 
 ## Check requirements.lock for known vulnerabilities. pip-audit asks PyPI's vulnerability API,
 ## so this needs network access to pypi.org; --strict fails when a package could not be checked.

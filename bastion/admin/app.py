@@ -1,5 +1,11 @@
 """The admin listener's handler: open `/status` and `/ready` for probes, the rest behind a token.
 
+`/ready` answers 200 `{"ready": true}` while serving and 503 while starting or draining. While
+a shared backend is unreachable it still answers 200, listing it: `{"ready": true, "degraded":
+["store"]}`. Every node shares the same database, so a 503 there would take every node out of
+the balancer at once during a database blip, although each keeps serving from its last good
+config and credential cache (see docs/admin.md).
+
 `/metrics` (Prometheus text format) needs the admin bearer token when one is configured, and
 is open otherwise (the admin listener binds loopback by default). Rendering the exposition
 takes time proportional to the number of series, so it runs on one dedicated worker thread,
@@ -46,6 +52,7 @@ class AdminApp:
         token: str | None,
         ready: Callable[[], bool],
         status: Callable[[], dict[str, object]],
+        degraded: Callable[[], list[str]] | None = None,
         metrics: Callable[[], bytes] | None = None,
         metrics_content_type: bytes = b"text/plain; version=0.0.4; charset=utf-8",
         api: AdminAPI | None = None,
@@ -54,6 +61,7 @@ class AdminApp:
         self._token = token.encode() if token else None
         self._ready = ready
         self._status = status
+        self._degraded = degraded
         self._started = time.time()
         self._metrics = metrics
         self._metrics_type = metrics_content_type
@@ -73,7 +81,11 @@ class AdminApp:
             return
         if path == "/ready":
             ready = self._ready()
-            self._json(exchange, 200 if ready else 503, {"ready": ready})
+            body: dict[str, object] = {"ready": ready}
+            degraded = self._degraded() if self._degraded is not None else []
+            if degraded:
+                body["degraded"] = degraded
+            self._json(exchange, 200 if ready else 503, body)
         elif path == "/status":
             body = {
                 "status": "ok",

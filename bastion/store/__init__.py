@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from bastion.store.base import (
     APIKeyRecord,
     AuditEntry,
+    ConfigRevision,
+    ConfigStore,
     Consumer,
     ConsumerStore,
     CredentialStore,
@@ -84,6 +86,8 @@ __all__ = [
     "APIKeyRecord",
     "AuditEntry",
     "CachedStore",
+    "ConfigRevision",
+    "ConfigStore",
     "Consumer",
     "ConsumerStore",
     "CredentialStore",

@@ -1,4 +1,4 @@
-"""The store's records and Protocols: consumers, API keys, passwords and the audit log."""
+"""The store's records and Protocols: consumers, API keys, passwords, config revisions, audit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 
 from bastion.errors import BastionError
 
-SubjectType = Literal["consumer", "api_key", "password", "oauth_client"]
+SubjectType = Literal["consumer", "api_key", "password", "oauth_client", "config", "blocked_source"]
 
 
 class StoreConflict(BastionError):
@@ -138,6 +138,23 @@ class SigningKeyRecord:
     expires_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigRevision:
+    """A config applied through the admin API, kept so every node and worker applies it too.
+
+    `document` is the JSON document as submitted: masked secrets (`********`) are restored by
+    each node from its own running config. It may still hold a secret the operator typed, so
+    it is never logged and never shown by the admin API.
+    """
+
+    id: int
+    document: Mapping[str, object]
+    actor: str
+    origin: str
+    """The process that applied it first (it does not apply its own revision twice)."""
+    created_at: float
+
+
 class ConsumerStore(Protocol):
     """Consumers: create, look up, list, disable."""
 
@@ -176,6 +193,17 @@ class ConsumerStore(Protocol):
 
         Raises:
             StoreNotFound: no such consumer.
+        """
+        ...
+
+    async def delete_consumer(self, consumer_id: str, *, actor: str) -> None:
+        """Delete a consumer with its API keys and password, in one audited transaction.
+
+        Each deleted key gets its own audit entry, so every node's cache drops it by id.
+
+        Raises:
+            StoreNotFound: no such consumer.
+            StoreUnavailable: the database could not answer.
         """
         ...
 
@@ -239,6 +267,24 @@ class CredentialStore(Protocol):
         """The highest audit id so far (0 when empty)."""
         ...
 
+    async def record_audit(
+        self,
+        actor: str,
+        action: str,
+        subject_type: SubjectType,
+        subject_id: str,
+        before: Mapping[str, object] | None,
+        after: Mapping[str, object] | None,
+    ) -> None:
+        """Append an audit entry for a change kept outside the store (e.g. a blocked source).
+
+        `before`/`after` must hold no secret: they are stored as given.
+
+        Raises:
+            StoreUnavailable: the store could not be written.
+        """
+        ...
+
 
 class OAuthStore(Protocol):
     """OAuth clients, token signing keys and revoked access tokens (the authorization server)."""
@@ -296,7 +342,42 @@ class OAuthStore(Protocol):
         ...
 
 
-class Store(ConsumerStore, CredentialStore, Protocol):
+class ConfigStore(Protocol):
+    """Configs applied through the admin API, numbered from 1 across the whole cluster."""
+
+    async def add_config_revision(
+        self,
+        document: Mapping[str, object],
+        *,
+        actor: str,
+        origin: str,
+        before: Mapping[str, object] | None,
+        after: Mapping[str, object] | None,
+    ) -> ConfigRevision:
+        """Store the next revision with its `config.update` audit entry, in one transaction.
+
+        `before` and `after` are what the audit log shows (the changed settings, secrets
+        already masked by the caller); `document` is kept apart and never audited.
+
+        Raises:
+            StoreUnavailable: the database could not answer.
+        """
+        ...
+
+    async def latest_config_revision(self) -> ConfigRevision | None:
+        """The newest revision, or None when no config was ever applied through the API."""
+        ...
+
+    async def latest_config_revision_id(self) -> int:
+        """The newest revision's number (0: none); a cheap query nodes poll every second.
+
+        Raises:
+            StoreUnavailable: the database could not answer.
+        """
+        ...
+
+
+class Store(ConsumerStore, CredentialStore, ConfigStore, OAuthStore, Protocol):
     """A complete backend: SQLite or PostgreSQL."""
 
     url_redacted: str

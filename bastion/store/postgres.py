@@ -1,9 +1,12 @@
 """The PostgreSQL store (psycopg 3, async, a small pool) for clusters of gateway nodes.
 
-Every write also runs `pg_notify('bastion_changes', ...)` in its transaction; each node keeps
-one extra connection that LISTENs on that channel, so `wait_for_change` returns as soon as
-another node (or the CLI) commits a change, and caches are invalidated within milliseconds. If
-that connection breaks, the cache's one-second poll of the audit log still bounds staleness.
+Every write also runs `pg_notify('bastion_changes', ...)` in its transaction; each process
+keeps one extra connection that LISTENs on that channel (a background task), so every
+`wait_for_change` waiter (the credential cache's watcher, the config follower) returns as soon
+as another node (or the CLI) commits a change, and caches are invalidated within milliseconds.
+If that connection breaks, the task reconnects every second, and the waiters' one-second poll
+still bounds staleness meanwhile. Pooled connections are checked before use, so one that the
+server (or the network) dropped is replaced instead of failing a request.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ CHANNEL: Final = "bastion_changes"
 MIGRATION_LOCK: Final = 0x62617374
 CONNECT_TIMEOUT: Final = 3.0
 STATEMENT_TIMEOUT_MS: Final = 3000
+LISTEN_RETRY: Final = 1.0
 _NOTIFY: Final = (f"SELECT pg_notify('{CHANNEL}', '')", ())
 
 
@@ -63,6 +67,8 @@ class PostgresStore(SQLStore):
         self._max_size = max_size
         self._pool: AsyncConnectionPool[Any] | None = None
         self._listener: psycopg.AsyncConnection[Any] | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self._changed: asyncio.Event | None = None
         self._migrated = False
         self._opening: asyncio.Lock | None = None
 
@@ -81,6 +87,7 @@ class PostgresStore(SQLStore):
                     timeout=CONNECT_TIMEOUT,
                     kwargs={"connect_timeout": int(CONNECT_TIMEOUT)},
                     configure=_configure,
+                    check=AsyncConnectionPool.check_connection,
                 )
                 try:
                     await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
@@ -158,29 +165,52 @@ class PostgresStore(SQLStore):
 
     async def wait_for_change(self, max_wait: float) -> None:
         """Return on the next NOTIFY from any node, or after `max_wait` seconds."""
-        deadline = time.monotonic() + max_wait
-        try:
-            if self._listener is None or self._listener.closed:
+        loop = asyncio.get_running_loop()
+        task, changed = self._listen_task, self._changed
+        if task is None or task.done() or task.get_loop() is not loop or changed is None:
+            changed = self._changed = asyncio.Event()
+            self._listen_task = loop.create_task(self._listen(), name="bastion-pg-listen")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max_wait):
+                await changed.wait()
+
+    async def _listen(self) -> None:
+        """LISTEN on the channel for as long as the store is open, reconnecting after failures."""
+        while True:
+            try:
                 self._listener = await psycopg.AsyncConnection.connect(
                     self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT)
                 )
                 await self._listener.execute(f"LISTEN {CHANNEL}")
-            remaining = max(deadline - time.monotonic(), 0.0)
-            async for _ in self._listener.notifies(timeout=remaining, stop_after=1):
-                break
-        except (psycopg.Error, OSError):
-            # Polling continues; the next call reconnects.
+                # A (re)connection may have missed notifications: wake the waiters to re-read.
+                self._wake()
+                async for _ in self._listener.notifies():
+                    self._wake()
+            except (psycopg.Error, OSError):
+                pass  # the waiters keep polling meanwhile
             await self._drop_listener()
-            await asyncio.sleep(max(deadline - time.monotonic(), 0.0))
+            await asyncio.sleep(LISTEN_RETRY)
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        if changed is not None:
+            changed.set()
 
     async def _drop_listener(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
-            with contextlib.suppress(psycopg.Error, OSError):
+            # RuntimeError: a connection left over from a closed event loop.
+            with contextlib.suppress(psycopg.Error, OSError, RuntimeError):
                 await listener.close()
 
     async def close(self) -> None:
         """Close the pool and the LISTEN connection."""
+        task, self._listen_task = self._listen_task, None
+        if task is not None:
+            task.cancel()
+            if task.get_loop() is asyncio.get_running_loop():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._drop_listener()
         pool, self._pool = self._pool, None
         if pool is not None:

@@ -19,6 +19,7 @@ from typing import Any, Final, cast
 from bastion.store.base import (
     APIKeyRecord,
     AuditEntry,
+    ConfigRevision,
     Consumer,
     OAuthClientRecord,
     PasswordRecord,
@@ -41,6 +42,11 @@ _CLIENT_COLUMNS: Final = (
 _SIGNING_KEY_COLUMNS: Final = (
     "kid, alg, private_pem, encrypted, public_jwk, created_at, retire_at, expires_at"
 )
+_REVISION_COLUMNS: Final = "id, document, actor, origin, created_at"
+# Revision numbers are chosen by the writer (latest + 1) so the audit entry written in the same
+# transaction can name its revision; two nodes racing for one number conflict on the primary
+# key, and the loser retries with the next number.
+_REVISION_ATTEMPTS: Final = 5
 _AUDIT_INSERT: Final = (
     "INSERT INTO bastion_audit (at, actor, action, subject_type, subject_id, before_json, "
     "after_json) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -211,6 +217,26 @@ class SQLStore:
         await self._write([update, audit])
         return after
 
+    async def delete_consumer(self, consumer_id: str, *, actor: str) -> None:
+        """Delete a consumer with its keys and password (see `ConsumerStore`)."""
+        before = await self.get_consumer(consumer_id)
+        if before is None:
+            raise StoreNotFound("no such consumer")
+        keys = await self.list_api_keys(consumer_id)
+        statements: list[Statement] = [
+            ("DELETE FROM bastion_api_keys WHERE consumer_id = ?", (consumer_id,)),
+            ("DELETE FROM bastion_passwords WHERE consumer_id = ?", (consumer_id,)),
+            ("DELETE FROM bastion_consumers WHERE id = ?", (consumer_id,)),
+        ]
+        statements += [
+            self._audit(actor, "api_key.delete", "api_key", key.id, key.public(), None)
+            for key in keys
+        ]
+        statements.append(
+            self._audit(actor, "consumer.delete", "consumer", consumer_id, before.public(), None)
+        )
+        await self._write(statements)
+
     # API keys.
 
     async def add_api_key(self, record: APIKeyRecord, *, actor: str) -> None:
@@ -360,6 +386,66 @@ class SQLStore:
     async def last_audit_id(self) -> int:
         """The highest audit id so far (0 when empty)."""
         rows = await self._fetch("SELECT COALESCE(MAX(id), 0) FROM bastion_audit")
+        return int(rows[0][0])
+
+    async def record_audit(
+        self,
+        actor: str,
+        action: str,
+        subject_type: SubjectType,
+        subject_id: str,
+        before: Mapping[str, object] | None,
+        after: Mapping[str, object] | None,
+    ) -> None:
+        """Append one audit entry (see `CredentialStore.record_audit`)."""
+        await self._write([self._audit(actor, action, subject_type, subject_id, before, after)])
+
+    # Config revisions (see ConfigStore).
+
+    async def add_config_revision(
+        self,
+        document: Mapping[str, object],
+        *,
+        actor: str,
+        origin: str,
+        before: Mapping[str, object] | None,
+        after: Mapping[str, object] | None,
+    ) -> ConfigRevision:
+        """Store the next config revision and its audit entry (see `ConfigStore`)."""
+        text = json.dumps(document, sort_keys=True)
+        for attempt in range(_REVISION_ATTEMPTS):
+            number = await self.latest_config_revision_id() + 1
+            now = time.time()
+            insert = (
+                f"INSERT INTO bastion_config_revisions ({_REVISION_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (number, text, actor, origin, now),
+            )
+            audit = self._audit(actor, "config.update", "config", str(number), before, after)
+            try:
+                await self._write([insert, audit])
+            except StoreConflict:
+                if attempt == _REVISION_ATTEMPTS - 1:
+                    raise
+                continue
+            return ConfigRevision(number, json.loads(text), actor, origin, now)
+        raise StoreConflict("no free config revision number")  # pragma: no cover - loop returns
+
+    async def latest_config_revision(self) -> ConfigRevision | None:
+        """The newest config revision, or None."""
+        rows = await self._fetch(
+            f"SELECT {_REVISION_COLUMNS} FROM bastion_config_revisions ORDER BY id DESC LIMIT 1"
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return ConfigRevision(
+            int(row[0]), json.loads(row[1]), str(row[2]), str(row[3]), float(row[4])
+        )
+
+    async def latest_config_revision_id(self) -> int:
+        """The newest config revision's number (0: none)."""
+        rows = await self._fetch("SELECT COALESCE(MAX(id), 0) FROM bastion_config_revisions")
         return int(rows[0][0])
 
     # OAuth clients, signing keys and revocations (the authorization server, see OAuthStore).

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 from bastion.errors import StoreUnavailable
-from bastion.store.base import StoreConflict
+from bastion.store.base import ConfigRevision, StoreConflict
 from bastion.store.migrate import CREATE_MIGRATIONS_TABLE, MIGRATIONS_TABLE, load_migrations
 from bastion.store.sql import Row, SQLStore, Statement
 
@@ -139,6 +139,26 @@ class SQLiteStore(SQLStore):
     async def _write(self, statements: Sequence[Statement]) -> None:
         await self._ready()
         await self._call(lambda conn: _transaction(conn, statements))
+
+    def _absent(self) -> bool:
+        """Whether the database file does not exist yet (and this process has not opened it)."""
+        return self._thread is None and not self.path.exists()
+
+    async def latest_config_revision(self) -> ConfigRevision | None:
+        """The newest config revision; None, without creating the file, when it does not exist.
+
+        Every worker polls this each second: a node whose store nobody has used yet must not
+        get a database file (and its directory) just for that.
+        """
+        if self._absent():
+            return None
+        return await super().latest_config_revision()
+
+    async def latest_config_revision_id(self) -> int:
+        """The newest config revision's number; 0, without creating the file, when it is absent."""
+        if self._absent():
+            return 0
+        return await super().latest_config_revision_id()
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations in one `BEGIN IMMEDIATE` transaction each."""
