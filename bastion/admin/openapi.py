@@ -16,7 +16,7 @@ from bastion.admin.routes import OPERATIONS, Operation
 _REF: Final = "#/components/schemas/{model}"
 _PROBLEM: Final = {"$ref": "#/components/schemas/Problem"}
 _ERRORS: Final = {
-    "400": "The body is not JSON, or a query parameter is invalid.",
+    "400": "The body is not JSON, or a query parameter or source address is invalid.",
     "401": "A valid admin bearer token is required.",
     "404": "No such resource.",
     "409": "A name or id is taken.",
@@ -90,8 +90,9 @@ def openapi_document() -> dict[str, object]:
         "info": {
             "title": "Bastion admin API",
             "version": __version__,
-            "description": "Manage consumers, credentials, OAuth clients and the running "
-            "config. Every change is written to the audit log with actor `admin-api`.",
+            "description": "Manage consumers, credentials, OAuth clients, blocked sources and "
+            "the running config. Every change is written to the audit log with actor "
+            "`admin-api`.",
         },
         "paths": paths,
         "components": {

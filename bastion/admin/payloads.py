@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
 
 # RFC 6749 §3.3 scope-token: https://www.rfc-editor.org/rfc/rfc6749#section-3.3
 Scope = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")]
@@ -72,6 +72,45 @@ class ClientCreate(Payload):
     audience: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = Field(
         None, description="`aud` of its tokens; none: the issuer URL."
     )
+
+
+class BlockCreate(Payload):
+    """`POST /admin/blocked-sources`: exactly one of `ip` and `cidr`."""
+
+    ip: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        None, description="An IPv4 or IPv6 address to block."
+    )
+    cidr: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        None, description="A network to block, e.g. `203.0.113.0/24` (no host bits set)."
+    )
+    seconds: int = Field(
+        900, ge=1, le=30 * 86_400, description="How long the block lasts (at most 30 days)."
+    )
+    reason: Annotated[str, StringConstraints(max_length=200)] = Field(
+        "", description="A note for the operators (logged in the security event)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BlockCreate:
+        if (self.ip is None) == (self.cidr is None):
+            raise ValueError("give exactly one of `ip` and `cidr`")
+        return self
+
+
+class BlockOut(BaseModel):
+    """A blocked source: refused with 403 `source_blocked` until `until` (Unix seconds)."""
+
+    source: str
+    until: float
+    reason: str
+    by: Literal["anomaly", "admin-api"]
+    created: float
+
+
+class BlockList(BaseModel):
+    """The blocks in force, soonest ending first."""
+
+    blocked_sources: list[BlockOut]
 
 
 class ConsumerOut(BaseModel):

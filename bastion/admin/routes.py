@@ -10,6 +10,9 @@ from pydantic import BaseModel
 
 from bastion.admin.payloads import (
     AuditList,
+    BlockCreate,
+    BlockList,
+    BlockOut,
     ClientCreate,
     ClientList,
     ConfigApplied,
@@ -35,6 +38,8 @@ MAX_CONFIG_BODY: Final = 1024 * 1024
 """Largest config document accepted by `PUT /admin/config`."""
 
 _SEGMENT = "[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}"
+# Path parameters with their own shape: an address (IPv6 has colons) and a CIDR prefix length.
+_SEGMENTS: Final = {"source": "[0-9A-Fa-f.:]{2,45}", "prefix": "[0-9]{1,3}"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +60,8 @@ class Operation:
     def pattern(self) -> re.Pattern[str]:
         """The template as an anchored regex, one group per `{parameter}`."""
         regex = re.sub(
-            r"\{[a-z_]+\}",
-            f"({_SEGMENT})",
+            r"\{([a-z_]+)\}",
+            lambda found: f"({_SEGMENTS.get(found.group(1), _SEGMENT)})",
             re.escape(self.template).replace(r"\{", "{").replace(r"\}", "}"),
         )
         return re.compile(f"^{regex}$")
@@ -191,6 +196,37 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         "Audit entries after `?after=` (an entry id), oldest first, at most 500.",
         response=AuditList,
         query=("after",),
+    ),
+    Operation(
+        "listBlockedSources",
+        "GET",
+        "/admin/blocked-sources",
+        "Sources (addresses, CIDRs) refused with 403 `source_blocked`, soonest ending first.",
+        response=BlockList,
+    ),
+    Operation(
+        "blockSource",
+        "POST",
+        "/admin/blocked-sources",
+        "Block an address or CIDR for `seconds` (replaces a block of the same source).",
+        status=201,
+        request=BlockCreate,
+        response=BlockOut,
+        body="json",
+    ),
+    Operation(
+        "unblockSource",
+        "DELETE",
+        "/admin/blocked-sources/{source}",
+        "Lift the block of an address (404 if it is not blocked).",
+        status=204,
+    ),
+    Operation(
+        "unblockNetwork",
+        "DELETE",
+        "/admin/blocked-sources/{source}/{prefix}",
+        "Lift the block of a CIDR, written as in the block: `/admin/blocked-sources/10.0.0.0/8`.",
+        status=204,
     ),
     Operation("openapi", "GET", "/admin/openapi.json", "This document."),
 )

@@ -285,6 +285,17 @@ class AccessLogConfig(Model):
     )
 
 
+class AnomalyBlockConfig(Model):
+    """Automatic temporary block of a client the anomaly detector reports (opt-in)."""
+
+    enabled: bool = Field(
+        False, description="Block a reported client's address for `seconds` (403 before routing)."
+    )
+    seconds: int = Field(
+        900, ge=1, le=30 * 86_400, description="How long an automatic block lasts."
+    )
+
+
 class AnomalyConfig(Model):
     """Per-client anomaly detection: an alert event when a client's share of errors is high."""
 
@@ -297,6 +308,10 @@ class AnomalyConfig(Model):
     )
     half_life: float = Field(
         60.0, gt=0, description="Seconds after which a response counts half as much."
+    )
+    block: AnomalyBlockConfig = Field(
+        default_factory=AnomalyBlockConfig,
+        description="Temporarily block reported clients (listed and lifted via the admin API).",
     )
 
 

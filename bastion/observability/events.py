@@ -10,7 +10,11 @@ access logs. Classification (ECS categorisation fields):
   kind `alert`, category `intrusion_detection`, type `denied` (`allowed` in report_only);
 - anything else (rate limit, size, validation, scopes, CORS, no route): kind `event`,
   category `web`, type `info`;
-- a config reload: kind `event`, category `configuration`, type `change`.
+- a config reload: kind `event`, category `configuration`, type `change`;
+- a failed TLS handshake: kind `event`, category `network`, type `connection` + `denied` (or
+  `end` when the client went away or timed out), `tls.established: false`;
+- a source blocked or unblocked (anomaly auto-block, admin API): kind `alert` (`event` when
+  lifted), category `intrusion_detection`, type `denied` (`info` when lifted).
 
 `event.action` is the error code (`rate_limited`), `rule.name` is `<policy>.<code>`,
 `event.outcome` is `failure` (the check failed; `bastion.mode` tells whether the request was
@@ -29,6 +33,7 @@ from bastion.clock import Clock
 from bastion.core.context import RequestContext
 from bastion.observability.logging import ECS_VERSION, redact
 from bastion.observability.sinks import Sink
+from bastion.proxy.tls import HANDSHAKE_REASONS, HandshakeFailure
 
 DATASET: Final = "bastion.security"
 AUTHENTICATION_POLICIES: Final = frozenset({"api_key", "basic_auth", "jwt", "introspection"})
@@ -44,6 +49,8 @@ INTRUSION_CODES: Final = frozenset(
         # Refused by the HTTP layer: smuggling-shaped framing and ambiguous paths.
         "bad_framing",
         "bad_path",
+        # Refused before routing because the client address is blocked.
+        "source_blocked",
     }
 )
 _OPT: Final = orjson.OPT_APPEND_NEWLINE
@@ -185,6 +192,73 @@ class SecurityEvents:
             "service": self._service,
             "user": {"name": "admin-api"},
         }
+        self._write(doc)
+
+    def tls_handshake_failure(self, failure: HandshakeFailure) -> None:
+        """Write the event of a TLS handshake that failed (`reason`: why, as far as TLS says)."""
+        text = HANDSHAKE_REASONS[failure.reason]
+        gone = failure.reason in ("closed", "timeout")
+        source: dict[str, object] = {"ip": failure.peer_ip, "port": failure.peer_port}
+        doc: dict[str, object] = {
+            "@timestamp": self._timestamp(),
+            "ecs": self._ecs,
+            "message": f"TLS handshake failed: {text}",
+            "event": {
+                "kind": "event",
+                "category": ["network"],
+                "type": ["connection", "end" if gone else "denied"],
+                "action": "tls-handshake-failed",
+                "dataset": DATASET,
+                "outcome": "failure",
+                "reason": text,
+            },
+            "tls": {"established": False},
+            "error": {"code": failure.detail},
+            "source": source,
+            "client": {"ip": failure.peer_ip},
+            "service": self._service,
+            "bastion": {"listener": failure.listener, "tls_failure": failure.reason},
+        }
+        if not failure.peer_ip:  # a Unix socket or a peer already gone: no address known
+            del doc["client"]
+            doc["source"] = {}
+        self._write(doc)
+
+    def source_blocked(
+        self, source: str, *, blocked: bool, reason: str, until: float | None, by: str
+    ) -> None:
+        """Write the event of a source (address or CIDR) blocked or unblocked.
+
+        Args:
+            source: The address or CIDR.
+            blocked: True for a new block, False when one is lifted.
+            reason: Why (`anomaly.error_ratio` or the admin's note, redacted).
+            until: When the block ends (Unix seconds), for new blocks.
+            by: `anomaly` or `admin-api`.
+        """
+        action = "source-blocked" if blocked else "source-unblocked"
+        bastion: dict[str, object] = {"blocked_source": source, "blocked_by": by}
+        if until is not None:
+            bastion["blocked_until"] = round(until, 3)
+        doc: dict[str, object] = {
+            "@timestamp": self._timestamp(),
+            "ecs": self._ecs,
+            "message": f"{source} {'blocked' if blocked else 'unblocked'} by {by}",
+            "event": {
+                "kind": "alert" if blocked else "event",
+                "category": ["intrusion_detection"],
+                "type": ["denied" if blocked else "info"],
+                "action": action,
+                "dataset": DATASET,
+                "outcome": "success",
+                "reason": redact(reason),
+            },
+            "rule": {"name": f"blocked_sources.{action}"},
+            "service": self._service,
+            "bastion": bastion,
+        }
+        if "/" not in source:
+            doc["source"] = {"ip": source}
         self._write(doc)
 
     def _write(self, doc: dict[str, object]) -> None:

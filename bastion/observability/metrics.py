@@ -14,21 +14,31 @@ Copying a list or dict is atomic under the GIL, so a scrape in another thread se
 series consistently enough: a histogram's `_count` is computed from its buckets (so it always
 equals the `+Inf` bucket); only its `_sum` may be one request ahead or behind.
 
-Labels are only ever route, service, policy, code, status class, listener and log names:
-values fixed by the configuration or by code, never by a client (no consumer, IP or path), so
-the number of series is bounded. As a guard, past `MAX_LABEL_SETS` distinct (policy, code)
-pairs further ones are counted under code `other`.
+Labels are only ever route, service, policy, code, status class, listener, log and API version
+names and TLS failure reasons: values fixed by the configuration or by code, never by a client
+(no consumer, IP or path), so the number of series is bounded. As a guard, past
+`MAX_LABEL_SETS` distinct (policy, code) pairs further ones are counted under code `other`.
 
-Each worker process has its own `Metrics`; with `--workers N` only worker 0 runs the admin
-listener, so `/metrics` shows worker 0's traffic only (see docs/observability.md).
+Workers: each worker process has its own `Metrics`. With `--workers N` only worker 0 runs the
+admin listener; every other worker writes a `snapshot()` of its numbers to a private per-node
+directory on each sweep (every 0.5 s, only when something changed), and worker 0 adds those
+files to its own numbers at scrape time (`WorkerSnapshots`). So `/metrics` reports the whole
+node, at most one sweep behind, and the request path costs the same as with one worker (nothing
+is shared or locked per request). prometheus-client's multiprocess mode was not used: it needs
+its own value objects (an mmap write per increment) instead of the plain lists above.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Final, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal, Protocol
 
+import orjson
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -65,6 +75,13 @@ LATENCY_BUCKETS: Final = (
     30.0,
 )
 STATUS_CLASSES: Final = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
+DEPRECATED_API_VERSION: Final = "deprecated_api_version"
+"""`ctx.request.extra` key the versioning policy sets on requests to a deprecated version (the
+same string as `bastion.policies.versioning.policy.DEPRECATED_API_VERSION`; a test pins it)."""
+
+GaugeMerge = Literal["sum", "max"]
+Snapshot = dict[str, object]
+"""A worker's numbers as JSON-able data (`Metrics.snapshot`)."""
 _UPSTREAM_STATUSES: Final = frozenset({502, 503, 504})
 
 
@@ -118,12 +135,16 @@ class Metrics:
         "_certificates",
         "_clock",
         "_gauges",
+        "_labelled_gauges",
         "_logs",
         "_reload_ok",
         "_reloads",
         "_routes",
+        "deprecated_versions",
+        "peers",
         "rejections",
         "reports",
+        "tls_failures",
         "upstream_errors",
     )
 
@@ -137,7 +158,12 @@ class Metrics:
         self._reload_ok = 1
         self._certificates: dict[str, float] = {}
         self._logs: dict[str, Callable[[], int]] = {}
-        self._gauges: dict[str, tuple[str, Callable[[], int]]] = {}
+        self._gauges: dict[str, tuple[str, Callable[[], int], GaugeMerge]] = {}
+        self.deprecated_versions: dict[tuple[str, str], int] = {}
+        self.tls_failures: dict[tuple[str, str], int] = {}
+        self.peers: Callable[[], list[object]] | None = None
+        """Snapshots of the node's other workers, added at scrape time (`WorkerSnapshots`)."""
+        self._labelled_gauges: dict[str, tuple[str, str, Callable[[], Mapping[str, int]]]] = {}
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -159,9 +185,21 @@ class Metrics:
             found = self._routes[name] = RouteMetrics(name or UNMATCHED_ROUTE, "")
         return found
 
-    def gauge(self, name: str, documentation: str, read: Callable[[], int]) -> None:
-        """Expose `read()` (called at scrape time, from the scraping thread) as gauge `name`."""
-        self._gauges[name] = (documentation, read)
+    def gauge(
+        self, name: str, documentation: str, read: Callable[[], int], *, merge: GaugeMerge = "sum"
+    ) -> None:
+        """Expose `read()` (called at scrape time, from the scraping thread) as gauge `name`.
+
+        `merge` says how the workers' values make the node's: `sum` (connections, requests in
+        flight) or `max` (a 0/1 state such as "degraded").
+        """
+        self._gauges[name] = (documentation, read, merge)
+
+    def labelled_gauge(
+        self, name: str, documentation: str, label: str, read: Callable[[], Mapping[str, int]]
+    ) -> None:
+        """Expose `read()` (label value → value, read at scrape time) as gauge `name{label=}`."""
+        self._labelled_gauges[name] = (documentation, label, read)
 
     def watch_log(self, name: str, dropped: Callable[[], int]) -> None:
         """Expose a log's count of lost lines as `bastion_log_dropped_lines_total{log=name}`."""
@@ -170,6 +208,10 @@ class Metrics:
     def certificate_expiry(self, listener: str, expires: float) -> None:
         """Record the expiry (Unix seconds) of the certificate served on `listener`."""
         self._certificates[listener] = expires
+
+    def tls_handshake_failed(self, listener: str, reason: str) -> None:
+        """Count a failed TLS handshake on `listener` (its bind address) for `reason`."""
+        _bump(self.tls_failures, (listener, reason))
 
     def config_reloaded(self, success: bool) -> None:
         """Count a configuration reload attempt."""
@@ -199,6 +241,11 @@ class Metrics:
         if ctx.reports:
             for report in ctx.reports:
                 _bump(self.reports, (report.policy, report.code))
+        extra = ctx.request.extra
+        if extra:  # empty for most requests: one truth test
+            version = extra.get(DEPRECATED_API_VERSION)
+            if version is not None:
+                _bump(self.deprecated_versions, (route.name, str(version)))
 
     def _rejected(self, ctx: RequestContext, reject: Reject) -> None:
         policy = ctx.rejected_by
@@ -210,9 +257,51 @@ class Metrics:
 
     # -- exposition --------------------------------------------------------------------------
 
+    def snapshot(self) -> Snapshot:
+        """This worker's numbers as JSON-able data (what the other workers publish)."""
+        routes = [
+            [
+                r.name,
+                r.service,
+                r.requests.copy(),
+                r.duration_buckets.copy(),
+                r.duration_sum,
+                r.upstream_buckets.copy(),
+                r.upstream_sum,
+            ]
+            for r in list(self._routes.copy().values())
+        ]
+        return {
+            "routes": routes,
+            "counters": {name: _pairs(getattr(self, name)) for name in _SUMMED_COUNTERS},
+            "logs": {name: read() for name, read in self._logs.copy().items()},
+            "gauges": {name: entry[1]() for name, entry in self._gauges.copy().items()},
+            "labelled_gauges": {
+                name: dict(entry[2]()) for name, entry in self._labelled_gauges.copy().items()
+            },
+        }
+
+    def _node(self) -> _Totals:
+        """This worker's numbers plus the other workers' (skipping unreadable snapshots)."""
+        totals = _Totals()
+        own = _parse(self.snapshot())
+        if own is not None:  # pragma: no branch - our own snapshot always parses
+            totals.add(own, self._gauges)
+        if self.peers is not None:
+            for snapshot in self.peers():
+                parsed = _parse(snapshot)
+                if parsed is not None:
+                    totals.add(parsed, self._gauges)
+        return totals
+
     def collect(self) -> Iterator[Metric]:
-        """Build the metric families from the current numbers (safe from another thread)."""
-        routes = list(self._routes.copy().values())
+        """Build the metric families from the current numbers (safe from another thread).
+
+        With several workers, counters, histograms and gauges are the node's (every worker's
+        snapshot added); reloads and certificate expiry are this worker's, which sees the same
+        config and files as the others.
+        """
+        node = self._node()
         requests = CounterMetricFamily(
             "bastion_requests",
             "Requests answered, by route, service and status class (none: no response sent).",
@@ -228,9 +317,8 @@ class Metrics:
             "Time from the request head to the upstream's response head, by route.",
             labels=("route",),
         )
-        for route in routes:
-            counts = route.requests.copy()
-            for index, value in enumerate(counts):
+        for route in node.routes.values():
+            for index, value in enumerate(route.requests):
                 if value:
                     labels = (route.name, route.service, STATUS_CLASSES[index])
                     requests.add_metric(labels, value)
@@ -239,23 +327,36 @@ class Metrics:
         yield requests
         yield duration
         yield upstream
+        counters = node.counters
         yield _counter(
             "bastion_rejections",
             "Requests refused, by the policy (or `router`) that refused and its error code.",
             ("policy", "code"),
-            self.rejections,
+            counters["rejections"],
         )
         yield _counter(
             "bastion_policy_reports",
             "Decisions a report_only policy would have enforced, by policy and error code.",
             ("policy", "code"),
-            self.reports,
+            counters["reports"],
         )
         yield _counter(
             "bastion_upstream_errors",
             "Upstream failures answered with 502/503/504, by service and error code.",
             ("service", "code"),
-            self.upstream_errors,
+            counters["upstream_errors"],
+        )
+        yield _counter(
+            "bastion_deprecated_version_requests",
+            "Requests to an API version past its deprecation date, by route and version.",
+            ("route", "version"),
+            counters["deprecated_versions"],
+        )
+        yield _counter(
+            "bastion_tls_handshake_failures",
+            "TLS handshakes that failed, by listener (bind address) and reason.",
+            ("listener", "reason"),
+            counters["tls_failures"],
         )
         reloads = CounterMetricFamily(
             "bastion_config_reloads",
@@ -283,11 +384,213 @@ class Metrics:
             "Log lines lost (full buffer, failed write or unserialisable record), by log.",
             labels=("log",),
         )
-        for name, read in self._logs.copy().items():
-            dropped.add_metric((name,), read())
+        for name, count in node.logs.items():
+            dropped.add_metric((name,), count)
         yield dropped
-        for name, (documentation, read) in self._gauges.copy().items():
-            yield GaugeMetricFamily(name, documentation, value=read())
+        for name, (documentation, _, _) in self._gauges.copy().items():
+            yield GaugeMetricFamily(name, documentation, value=node.gauges.get(name, 0))
+        for name, (documentation, label, _) in self._labelled_gauges.copy().items():
+            values = node.labelled_gauges.get(name, {})
+            family = GaugeMetricFamily(name, documentation, labels=(label,))
+            for label_value, number in sorted(values.items()):
+                family.add_metric((label_value,), number)
+            yield family
+
+
+_SUMMED_COUNTERS: Final = (
+    "rejections",
+    "reports",
+    "upstream_errors",
+    "deprecated_versions",
+    "tls_failures",
+)
+
+
+def _pairs(counts: dict[tuple[str, str], int]) -> list[list[object]]:
+    return [[first, second, value] for (first, second), value in counts.copy().items()]
+
+
+@dataclass(slots=True)
+class _Parsed:
+    """A snapshot checked for shape (a worker's file could be truncated or from another version)."""
+
+    routes: list[tuple[str, str, list[int], list[int], float, list[int], float]]
+    counters: dict[str, list[tuple[str, str, int]]]
+    logs: dict[str, int]
+    gauges: dict[str, int]
+    labelled_gauges: dict[str, dict[str, int]]
+
+
+def _ints(value: object, length: int) -> list[int]:
+    if not isinstance(value, list) or len(value) != length:
+        raise ValueError("bad list")
+    return [int(item) for item in value]
+
+
+def _int_map(value: object) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise ValueError("bad map")
+    return {str(key): int(number) for key, number in value.items()}
+
+
+def _parse(snapshot: object) -> _Parsed | None:
+    """The typed content of a snapshot, or None when it is not one."""
+    try:
+        if not isinstance(snapshot, dict):
+            raise ValueError("not a snapshot")
+        routes = []
+        buckets = len(LATENCY_BUCKETS) + 1
+        for row in snapshot["routes"]:
+            name, service, requests, durations, duration_sum, upstreams, upstream_sum = row
+            routes.append(
+                (
+                    str(name),
+                    str(service),
+                    _ints(requests, len(STATUS_CLASSES)),
+                    _ints(durations, buckets),
+                    float(duration_sum),
+                    _ints(upstreams, buckets),
+                    float(upstream_sum),
+                )
+            )
+        counters: dict[str, list[tuple[str, str, int]]] = {}
+        raw_counters = snapshot["counters"]
+        for name in _SUMMED_COUNTERS:
+            counters[name] = [
+                (str(first), str(second), int(value))
+                for first, second, value in raw_counters.get(name, [])
+            ]
+        labelled = snapshot.get("labelled_gauges", {})
+        if not isinstance(labelled, dict):
+            raise ValueError("bad labelled gauges")
+        return _Parsed(
+            routes,
+            counters,
+            _int_map(snapshot.get("logs", {})),
+            _int_map(snapshot.get("gauges", {})),
+            {str(name): _int_map(values) for name, values in labelled.items()},
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+@dataclass(slots=True)
+class _Totals:
+    """The node's numbers: every worker's snapshot added up."""
+
+    routes: dict[str, RouteMetrics] = field(default_factory=dict)
+    counters: dict[str, dict[tuple[str, str], int]] = field(
+        default_factory=lambda: {name: {} for name in _SUMMED_COUNTERS}
+    )
+    logs: dict[str, int] = field(default_factory=dict)
+    gauges: dict[str, int] = field(default_factory=dict)
+    labelled_gauges: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(
+        self,
+        snapshot: _Parsed,
+        gauges: Mapping[str, tuple[str, Callable[[], int], GaugeMerge]],
+    ) -> None:
+        for (
+            name,
+            service,
+            requests,
+            durations,
+            duration_sum,
+            upstreams,
+            upstream_sum,
+        ) in snapshot.routes:
+            route = self.routes.get(name)
+            if route is None:
+                route = self.routes[name] = RouteMetrics(name, service)
+            _add_into(route.requests, requests)
+            _add_into(route.duration_buckets, durations)
+            _add_into(route.upstream_buckets, upstreams)
+            route.duration_sum += duration_sum
+            route.upstream_sum += upstream_sum
+        for counter, rows in snapshot.counters.items():
+            totals = self.counters[counter]
+            for first, second, value in rows:
+                totals[(first, second)] = totals.get((first, second), 0) + value
+        for name, value in snapshot.logs.items():
+            self.logs[name] = self.logs.get(name, 0) + value
+        for name, value in snapshot.gauges.items():
+            entry = gauges.get(name)
+            merge = entry[2] if entry is not None else "sum"
+            _merge(self.gauges, name, value, merge)
+        for name, values in snapshot.labelled_gauges.items():
+            merged = self.labelled_gauges.setdefault(name, {})
+            for label, value in values.items():
+                _merge(merged, label, value, "max")  # labelled gauges are states (degraded)
+
+
+def _add_into(total: list[int], more: list[int]) -> None:
+    for index, value in enumerate(more):
+        total[index] += value
+
+
+def _merge(values: dict[str, int], key: str, value: int, merge: GaugeMerge) -> None:
+    current = values.get(key)
+    if current is None:
+        values[key] = value
+    elif merge == "sum":
+        values[key] = current + value
+    else:
+        values[key] = max(current, value)
+
+
+class WorkerSnapshots:
+    """Worker metrics shared through files in a private per-node directory.
+
+    Worker `worker` writes `worker-<n>.json` (atomically: a temporary file, then a rename) when
+    `publish` sees numbers that changed; the worker serving `/metrics` reads every other
+    worker's file with `read_peers`. The directory is created by `bastion run` before forking
+    (mode 0700, in `/dev/shm` when it exists) and removed when the node stops.
+
+    Args:
+        directory: The node's private directory.
+        worker: This worker's index (0 serves the admin listener).
+    """
+
+    def __init__(self, directory: Path, worker: int) -> None:
+        self.directory = directory
+        self.worker = worker
+        self._path = directory / f"worker-{worker}.json"
+        self._last = b""
+
+    def publish(self, metrics: Metrics) -> None:
+        """Write this worker's snapshot if it changed since the last one (blocking, small)."""
+        data = orjson.dumps(metrics.snapshot())
+        if data == self._last:
+            return
+        tmp = self.directory / f".worker-{self.worker}.tmp"
+        try:
+            tmp.write_bytes(data)
+            tmp.replace(self._path)
+        except OSError:
+            return  # the directory went away (node stopping): the next sweep retries
+        self._last = data
+
+    def read_peers(self) -> list[object]:
+        """The other workers' last snapshots (unreadable or partial files are skipped)."""
+        found: list[object] = []
+        try:
+            paths = sorted(self.directory.glob("worker-*.json"))
+        except OSError:
+            return found
+        for path in paths:
+            if path == self._path:
+                continue
+            try:
+                found.append(orjson.loads(path.read_bytes()))
+            except (OSError, orjson.JSONDecodeError):
+                continue
+        return found
+
+    def remove(self) -> None:
+        """Delete this worker's file (at shutdown)."""
+        with contextlib.suppress(OSError):
+            os.unlink(self._path)
 
 
 def _add_histogram(

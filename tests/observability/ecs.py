@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-EcsType = Literal["keyword", "long", "ip", "date", "text", "wildcard"]
+EcsType = Literal["keyword", "long", "ip", "date", "text", "wildcard", "boolean"]
 
 # name -> (type, is an array of that type)
 FIELDS: dict[str, tuple[EcsType, bool]] = {
@@ -38,6 +38,9 @@ FIELDS: dict[str, tuple[EcsType, bool]] = {
     "url.query": ("keyword", False),
     "client.ip": ("ip", False),
     "source.ip": ("ip", False),
+    "source.port": ("long", False),
+    "tls.established": ("boolean", False),
+    "error.code": ("keyword", False),
     "service.name": ("keyword", False),
     "trace.id": ("keyword", False),
     "user.id": ("keyword", False),
@@ -54,6 +57,7 @@ CATEGORY_TYPES: dict[str, set[str]] = {
     "configuration": {"access", "change", "creation", "deletion", "info"},
     "iam": {"admin", "change", "creation", "deletion", "group", "info", "user"},
     "intrusion_detection": {"allowed", "denied", "info"},
+    "network": {"access", "allowed", "connection", "denied", "end", "info", "protocol", "start"},
     "web": {"access", "error", "info"},
 }
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
@@ -73,6 +77,8 @@ def flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _type_error(name: str, kind: EcsType, value: Any) -> str | None:
+    if kind == "boolean":
+        return None if isinstance(value, bool) else f"{name}: boolean expects true or false"
     if kind in ("keyword", "text", "wildcard"):
         return None if isinstance(value, str) else f"{name}: {kind} expects a string"
     if kind == "long":

@@ -8,7 +8,10 @@ first segment, the configured headers and the `Accept` media-type parameter (in 
 the version's name in `ctx.request.extra["api_version"]`. `header_filter` adds the lifecycle
 headers to every response of a known version, rejections included (a 410 still points at the
 successor). `log` counts requests on versions already deprecated, per version and consumer, and
-logs the first request of each pair once per process.
+logs the first request of each pair once per process; it also names the version in
+`ctx.request.extra["deprecated_api_version"]`, which the metrics read after the log phase to count
+`bastion_deprecated_version_requests_total{route,version}` (the consumer stays out of the labels:
+one series per consumer would be unbounded; it is in the log line instead).
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ _log = logging.getLogger("bastion.versioning")
 
 API_VERSION: Final = "api_version"
 """`ctx.request.extra` key holding the resolved version's configured name."""
+DEPRECATED_API_VERSION: Final = "deprecated_api_version"
+"""`ctx.request.extra` key set by `log` when the request used a deprecated version (its name);
+read by `bastion.observability.metrics` (which keeps its own copy of the key: observability does
+not import policies)."""
 VERSION_SUNSET = "This API version has been retired."
 """Public detail of the 410 for a request to a version past its sunset."""
 VERSION_UNKNOWN = "The requested API version does not exist."
@@ -183,6 +190,7 @@ class VersioningPolicy(Policy[VersioningConfig]):
             return
         if self.deps.clock.time() < version.deprecated_at:
             return
+        ctx.request.extra[DEPRECATED_API_VERSION] = version.name
         identity = ctx.identity
         consumer = identity.consumer_id if identity is not None else ANONYMOUS
         key = (version.name, consumer)

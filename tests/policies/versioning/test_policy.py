@@ -16,6 +16,7 @@ from bastion.policies.versioning import VersioningConfig, VersioningPolicy
 from bastion.policies.versioning.policy import (
     ANONYMOUS,
     API_VERSION,
+    DEPRECATED_API_VERSION,
     OTHER_CONSUMER,
     VERSION_CONFLICT,
     VERSION_REQUIRED,
@@ -219,6 +220,22 @@ def test_log_counts_deprecated_calls_by_consumer_once_deprecated():
     assert policy.deprecated_requests == {("v1", "alice"): 2, ("v1", ANONYMOUS): 1}
     assert policy.deprecated_total("v1") == 3
     assert policy.deprecated_total("v2") == 0
+
+
+def test_log_marks_requests_to_deprecated_versions_for_the_metrics():
+    clock = FakeClock(wall=BEFORE_DEPRECATION)
+    policy = _policy(clock)
+
+    def marked(path: str) -> object:
+        ctx = _ctx(path)
+        policy.access(ctx)
+        policy.log(ctx)
+        return ctx.request.extra.get(DEPRECATED_API_VERSION)
+
+    assert marked("/v1/a") is None  # deprecation announced for later
+    clock.advance(2 * 86_400)
+    assert marked("/v1/a") == "v1"
+    assert marked("/v2/a") is None
 
 
 def test_log_writes_one_event_per_new_deprecated_caller(caplog: pytest.LogCaptureFixture):
