@@ -5,15 +5,18 @@ matches a route, runs the chain's `rewrite` and `access` phases synchronously an
 policy answered from memory, starts the upstream `Forwarding` without creating a coroutine. Only
 when a phase returns an awaitable (or a policy needs the buffered body) does the rest continue in
 a task. Requests that match no route still pass the global policies' `rewrite` (request ids,
-client address) and then get 404/405. Every request ends in `_done`, which renders a rejection
-as problem+json when no response was sent, then runs the `log` phase and the access log.
+client address) and then get 404/405. The gateway's own endpoints (the OAuth server) are
+`local_routes`: exact paths that run the global chain and then, instead of an upstream, the
+endpoint's `serve` (always in a task: they read a body and query the store). Every request
+ends in `_done`, which renders a rejection as problem+json when no response was sent, then
+runs the `log` phase and the access log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Protocol
 
 from bastion.clock import Clock
@@ -49,6 +52,19 @@ class AccessLogger(Protocol):
         ...
 
 
+class LocalEndpoint(Protocol):
+    """A path the gateway answers itself after the global policies (the OAuth server's)."""
+
+    @property
+    def route(self) -> str:
+        """Route name in logs and metrics (`oauth.token`)."""
+        ...
+
+    def serve(self, exchange: Exchange, ctx: RequestContext) -> Awaitable[Response | None]:
+        """The response to send; None when one was already sent or the client left."""
+        ...
+
+
 class Gateway:
     """Serves requests for one compiled configuration; a reload builds a new one."""
 
@@ -60,11 +76,12 @@ class Gateway:
         access_log: AccessLogger | None,
         loop: asyncio.AbstractEventLoop,
         clock: Clock,
-        local_handlers: Mapping[str, Callable[[Exchange], None]] | None = None,
+        local_routes: Mapping[str, LocalEndpoint] | None = None,
     ) -> None:
         self.router = router
         # Exact paths the gateway answers itself (the OAuth server), checked before routing.
-        self.local_handlers = dict(local_handlers or {})
+        self.local_routes = dict(local_routes or {})
+        self._local_tasks: set[asyncio.Task[None]] = set()  # strong references while running
         self.clock = clock
         self.global_chain = global_chain
         self.access_log = access_log
@@ -74,12 +91,14 @@ class Gateway:
     def handle(self, exchange: Exchange) -> None:
         """Start serving one request."""
         request = exchange.request
-        local = self.local_handlers.get(request.path)
-        if local is not None:
-            local(exchange)
-            return
         ctx = RequestContext(request, start=self.clock.monotonic())
         self.in_flight += 1
+        local = self.local_routes.get(request.path)
+        if local is not None:
+            task = self._loop.create_task(self._serve_local(exchange, ctx, local))
+            self._local_tasks.add(task)
+            task.add_done_callback(self._local_tasks.discard)
+            return
         match = self.router.match(request.host, request.method, request.path)
         route = match.value
         if route is None:
@@ -105,6 +124,12 @@ class Gateway:
             self._done(exchange, ctx, chain)
         except Respond as respond:
             self._respond(exchange, ctx, chain, respond)
+        except Exception:  # noqa: BLE001 - a policy bug answers 500 with a fixed message
+            # As on the slow path: the log phase must still run (it releases concurrency
+            # slots, refunds quotas and counts the request out of in_flight).
+            _log.exception("policy failed on route %s", route.name)
+            ctx.reject = InternalError(INTERNAL)
+            self._done(exchange, ctx, chain)
 
     def protocol_error(self, reject: Reject, request_id: str, peer_ip: str, scheme: str) -> None:
         """Log a request the HTTP layer refused before it was parsed: one access-log line.
@@ -164,6 +189,38 @@ class Gateway:
             self._done(exchange, ctx, chain)
             return
         Forwarding(exchange, ctx, route, self._done, self._loop, self.clock).start()
+
+    async def _serve_local(
+        self, exchange: Exchange, ctx: RequestContext, endpoint: LocalEndpoint
+    ) -> None:
+        """A local route: the global chain, then the endpoint where an upstream would be."""
+        ctx.route = endpoint.route
+        chain = self.global_chain
+        try:
+            pending = chain.rewrite(ctx) if chain.has_rewrite else None
+            if pending is not None:
+                await pending
+            if chain.needs_request_body and ctx.request.has_body:
+                ctx.request.body = await self._read_body(exchange, ctx)
+            pending = chain.access(ctx) if chain.has_access else None
+            if pending is not None:
+                await pending
+            response = await endpoint.serve(exchange, ctx)
+        except Reject:
+            self._done(exchange, ctx, chain)
+            return
+        except Respond as respond:
+            self._respond(exchange, ctx, chain, respond)
+            return
+        except Exception:  # noqa: BLE001 - an endpoint bug answers 500 with a fixed message
+            _log.exception("local route %s failed", endpoint.route)
+            ctx.reject = InternalError(INTERNAL)
+            self._done(exchange, ctx, chain)
+            return
+        if response is not None and not exchange.finished and not exchange.head_sent:
+            response.headers.add(b"date", http_date())
+            self._send(exchange, ctx, chain, response)
+        self._log(ctx, chain)
 
     def _read_body(self, exchange: Exchange, ctx: RequestContext) -> asyncio.Future[bytes]:
         """Buffer the whole request body (bounded by the size limits) for inspecting policies."""

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from bastion.clock import Clock, SystemClock
 from bastion.config.models import GatewayConfig, ServiceConfig, UpstreamConfig
 from bastion.core.router import Router
 from bastion.counters import make_counters
 from bastion.counters.base import Counters
-from bastion.errors import ConfigError
 from bastion.gateway.app import AccessLogger, Gateway
 from bastion.gateway.compile import compile_chains
 from bastion.gateway.routes import CompiledRoute
-from bastion.oauth.routes import oauth_handlers
-from bastion.oauth.setup import EXTRAS_KEY, authorization_server
 from bastion.proxy.tls import client_context
 from bastion.proxy.upstream import Target, UpstreamPool, UpstreamSettings
-from bastion.store import gateway_store
 
 
 def _pool(service: ServiceConfig, loop: asyncio.AbstractEventLoop) -> UpstreamPool:
@@ -84,13 +79,7 @@ def build_gateway(
     """
     clock = clock or SystemClock()
     counters = counters if counters is not None else make_counters(config.counters, clock)
-    store = gateway_store(config)  # opened lazily: no file or connection until first use
-    try:
-        oauth = authorization_server(config, store, clock)
-    except ValueError as exc:
-        raise ConfigError("oauth", str(exc)) from exc
-    extras: dict[str, Any] = {EXTRAS_KEY: oauth} if oauth is not None else {}
-    compiled = compile_chains(config, clock=clock, counters=counters, extras=extras)
+    compiled = compile_chains(config, clock=clock, counters=counters)
     pools = [_pool(service, loop) for service in config.services]
     routes = [
         (
@@ -111,6 +100,6 @@ def build_gateway(
         access_log=access_log,
         loop=loop,
         clock=clock,
-        local_handlers=oauth_handlers(oauth, loop) if oauth is not None else None,
+        local_routes=compiled.local_routes,
     )
     return gateway, pools

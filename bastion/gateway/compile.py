@@ -2,7 +2,9 @@
 
 Both front doors use it: the ASGI middleware serves these chains with the wrapped app as the
 terminal step; `build.py` wraps the same routes with their services' upstream pools. Merge rules:
-global, then service, then route policies, the most specific winning by name.
+global, then service, then route policies, the most specific winning by name. With `oauth:` set
+it also builds the authorization server (shared with `jwt: {issuer: self}` through the policies'
+extras) and its endpoints, which both front doors serve after the global chain.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from bastion.core.router import Router, RouteSpec
 from bastion.counters import make_counters
 from bastion.counters.base import Counters
 from bastion.errors import ConfigError
+from bastion.oauth.routes import OAuthEndpoint, oauth_routes
+from bastion.oauth.setup import EXTRAS_KEY, authorization_server, oauth_guard
 from bastion.policies.registry import BUILTIN_POLICIES
 from bastion.policies.trusted_proxy.config import TrustedProxyConfig
 from bastion.store import gateway_store
@@ -47,6 +51,8 @@ class CompiledChains:
     global_chain: Chain
     counters: Counters
     routes: tuple[tuple[RouteSpec, RouteChain], ...] = ()
+    local_routes: Mapping[str, OAuthEndpoint] | None = None
+    """Exact paths answered by the gateway itself (the OAuth server's), after the global chain."""
 
 
 def instantiate_policies(
@@ -101,6 +107,15 @@ def compile_chains(
     counters = counters if counters is not None else make_counters(config.counters, clock)
     store = gateway_store(config)  # opened lazily: no file or connection until first use
     extras = dict(extras or {})
+    local_routes = None
+    if EXTRAS_KEY not in extras:
+        try:
+            oauth = authorization_server(config, store, clock)
+        except ValueError as exc:
+            raise ConfigError("oauth", str(exc)) from exc
+        if oauth is not None:
+            extras[EXTRAS_KEY] = oauth
+            local_routes = oauth_routes(oauth, oauth_guard(config, counters))
     https_port = config.https_port
     global_configs = dict(config.global_policies.configured())
     if "trusted_proxy" not in global_configs:
@@ -148,5 +163,9 @@ def compile_chains(
                 chain = Chain(list(merged.values()))
             routes.append((route_spec(route), RouteChain(route.name, service.name, chain, s_index)))
     return CompiledChains(
-        Router(routes), Chain(list(global_policies.values())), counters, tuple(routes)
+        Router(routes),
+        Chain(list(global_policies.values())),
+        counters,
+        tuple(routes),
+        local_routes,
     )

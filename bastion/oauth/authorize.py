@@ -23,7 +23,7 @@ import html
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import urlencode, urlsplit
 
 from bastion.http.headers import Headers
@@ -49,6 +49,7 @@ BAD_CLIENT: Final = "This application is not registered for this redirect addres
 EXPIRED_FORM: Final = "This form has expired or was not sent from this page. Please start again."
 BAD_PAGE_REQUEST: Final = "The authorization request is malformed."
 BUSY: Final = "The service is busy. Please try again in a moment."
+TOO_MANY_ATTEMPTS: Final = "Too many failed sign-in attempts. Please try again later."
 
 _STYLE: Final = (
     "body{font:16px/1.5 system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;"
@@ -97,6 +98,26 @@ class _Back(Exception):
         self.state = state
 
 
+class LoginUnavailable(Exception):
+    """The failed-login counters are down and their settings say to refuse (503)."""
+
+
+class LoginAttempts(Protocol):
+    """The brute-force guard of one login request (see `bastion.oauth.routes`)."""
+
+    async def locked(self, username: str) -> int | None:
+        """Seconds to wait when this source may not try `username` now; None to go ahead.
+
+        Raises:
+            LoginUnavailable: the counters cannot answer and the guard fails closed.
+        """
+        ...
+
+    def failed(self, username: str) -> None:
+        """Count one failed login for `username` from this source."""
+        ...
+
+
 class AuthorizeEndpoint:
     """GET and POST /oauth/authorize for one `AuthorizationServer`."""
 
@@ -117,8 +138,14 @@ class AuthorizeEndpoint:
             return self._redirect(exc.redirect_uri, {"error": exc.error}, exc.state)
         return self._form(checked, error=None)
 
-    async def submit(self, headers: Headers, body: bytes) -> Response:
-        """POST: check the CSRF token, the request and the password; redirect with a code."""
+    async def submit(
+        self, headers: Headers, body: bytes, attempts: LoginAttempts | None = None
+    ) -> Response:
+        """POST: check the CSRF token, the request and the password; redirect with a code.
+
+        With `attempts`, a source locked out for the username gets the form again with a
+        generic message and 429 before any password is checked, and a failed login is counted.
+        """
         try:
             params = _parse(body)
             if not self._csrf_ok(headers, params.get("csrf_token", "")):
@@ -126,12 +153,21 @@ class AuthorizeEndpoint:
             checked = await self._check(params)
             if params.get("decision") != "allow":
                 raise _Back(checked.redirect_uri, "access_denied", checked.state)
+            username = params.get("username", "")
+            if attempts is not None and username:
+                retry = await attempts.locked(username)
+                if retry is not None:
+                    return self._form(checked, error=TOO_MANY_ATTEMPTS, retry_after=retry)
             subject = await self._login(params)
         except _Page as exc:
             return _error_page(exc.message, exc.status)
         except _Back as exc:
             return self._redirect(exc.redirect_uri, {"error": exc.error}, exc.state)
+        except LoginUnavailable:
+            return _error_page(BUSY, 503)
         if subject is None:
+            if attempts is not None and username and params.get("password"):
+                attempts.failed(username)  # an empty field is no guess (as a missing credential)
             return self._form(checked, error=LOGIN_FAILED)
         grant = CodeGrant(
             client_id=checked.client.id,
@@ -221,7 +257,9 @@ class AuthorizeEndpoint:
         )
         return Response(303, headers, b"")
 
-    def _form(self, checked: _Checked, *, error: str | None) -> Response:
+    def _form(
+        self, checked: _Checked, *, error: str | None, retry_after: int | None = None
+    ) -> Response:
         token = f"{int(self.server.clock.time())}.{secrets.token_urlsafe(24)}"
         name = html.escape(checked.client.name)
         scope_items = "".join(f"<li>{html.escape(s)}</li>" for s in checked.scopes)
@@ -255,7 +293,10 @@ class AuthorizeEndpoint:
         # Chromium applies form-action to the redirect that answers the form, so the client's
         # (registered, exact) origin is allowed besides this page.
         origin = f"{parts.scheme}://{parts.netloc}"
-        response = _html(200, body, form_action=f"'self' {origin}")
+        status = 200 if retry_after is None else 429
+        response = _html(status, body, form_action=f"'self' {origin}")
+        if retry_after is not None:
+            response.headers.add(b"retry-after", b"%d" % retry_after)
         response.headers.add(
             b"set-cookie",
             f"{CSRF_COOKIE}={token}; Path=/; Max-Age={CSRF_TTL}; Secure; HttpOnly;"

@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bastion.policies.brute_force.config import BruteForceConfig
+
 
 class OAuthConfig(BaseModel):
     """The authorization server: who it is, how long its tokens live, how it signs them."""
@@ -37,6 +39,14 @@ class OAuthConfig(BaseModel):
         le=365,
         description="A new signing key is made after this many days; the previous one stays"
         " published until the tokens it signed have expired.",
+    )
+
+    brute_force: BruteForceConfig | Literal[False] | None = Field(
+        None,
+        description="Lockout of failed client authentications (token, introspection and"
+        " revocation endpoints) and failed logins (authorization endpoint), per client address"
+        " and per (address, client_id or username). Not set: the global_policies.brute_force"
+        " settings when configured, else the brute_force defaults. `false` turns it off.",
     )
 
     @field_validator("issuer")

@@ -20,6 +20,7 @@ ErrorCode = Literal[
     "unsupported_grant_type",
     "invalid_scope",
     "unsupported_token_type",
+    "slow_down",
 ]
 
 NO_STORE_HEADERS: Final = (
@@ -49,6 +50,9 @@ BAD_CODE: Final = (
 MISSING_REFRESH_TOKEN: Final = "The refresh_token parameter is required."  # noqa: S105 - a message
 BAD_REFRESH_TOKEN: Final = "The refresh token is invalid, expired or revoked."  # noqa: S105 - a message
 SERVER_UNAVAILABLE: Final = "The authorization server is temporarily unavailable."
+TOO_MANY_FAILURES: Final = (
+    "Too many failed client authentications; retry after the time given in Retry-After."
+)
 
 
 class OAuthError(Exception):
@@ -62,6 +66,7 @@ class OAuthError(Exception):
         status: int = 400,
         basic_challenge: bool = False,
         allow: bytes | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(error)
         self.error = error
@@ -69,6 +74,7 @@ class OAuthError(Exception):
         self.status = status
         self.basic_challenge = basic_challenge
         self.allow = allow
+        self.retry_after = retry_after
 
     def response(self) -> Response:
         """The error as a complete response: JSON body, `Cache-Control: no-store`.
@@ -80,6 +86,8 @@ class OAuthError(Exception):
             headers.add(b"www-authenticate", b'Basic realm="bastion-oauth", charset="UTF-8"')
         if self.allow is not None:
             headers.add(b"allow", self.allow)
+        if self.retry_after is not None:
+            headers.add(b"retry-after", b"%d" % self.retry_after)
         body = orjson.dumps({"error": self.error, "error_description": self.description})
         return Response(self.status, headers, body)
 

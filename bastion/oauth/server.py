@@ -17,8 +17,9 @@ import asyncio
 import logging
 import re
 import secrets
-from collections.abc import Mapping
-from typing import Final
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Final
 
 import orjson
 from joserfc import jws
@@ -60,6 +61,9 @@ from bastion.policies.jwt.verify import TokenError, TokenRules, VerifiedToken, v
 from bastion.store.base import OAuthClientRecord, OAuthStore
 from bastion.store.sql import SQLStore
 
+if TYPE_CHECKING:
+    from bastion.oauth.revocation_bus import RevocationBus
+
 _log = logging.getLogger("bastion.oauth")
 
 TOKEN_PATH: Final = "/oauth/token"  # noqa: S105 - a path, not a secret
@@ -76,6 +80,8 @@ TOKEN_AUTH_METHODS: Final = (*AUTH_METHODS, "none")
 """`none`: public clients, which send only `client_id` and prove themselves by PKCE."""
 REVOCATION_SYNC_INTERVAL: Final = 1.0
 """Seconds between reloads of the revoked-token list written by other processes."""
+FOLLOW_MAX_WAIT: Final = 5.0
+"""Longest wait for a store notification before the follower checks it is still needed."""
 LEEWAY: Final = 30.0
 # RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`.
 _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")
@@ -92,8 +98,11 @@ class _AnyAudience(frozenset[str]):
 class Revocations:
     """Revoked access tokens by `jti`, each kept until the token expires.
 
-    Checked synchronously on every request (a dict lookup); the set written by other processes
-    is reloaded from the store in the background, at most every `REVOCATION_SYNC_INTERVAL`.
+    Checked synchronously on every request (a dict lookup). Other processes learn of a
+    revocation by push: from a `RevocationBus` when one is attached (Redis pub/sub), or by
+    reloading the set on each change notification of a store that has them (`follow`:
+    PostgreSQL LISTEN/NOTIFY). In any case the set is also reloaded in the background, at most
+    every `REVOCATION_SYNC_INTERVAL`, when requests check it.
     """
 
     def __init__(self, store: OAuthStore, clock: Clock) -> None:
@@ -102,10 +111,43 @@ class Revocations:
         self._revoked: dict[str, float] = {}
         self._synced_at = float("-inf")
         self._task: asyncio.Task[None] | None = None
+        self._bus: RevocationBus | None = None
+        self._wait_for_change: Callable[[float], Awaitable[None]] | None = None
+        self._follower: asyncio.Task[None] | None = None
+
+    def follow(self, wait_for_change: Callable[[float], Awaitable[None]]) -> None:
+        """Reload the set whenever `wait_for_change` (the store's notifications) returns."""
+        self._wait_for_change = wait_for_change
+        self._start_listening()
+
+    def attach(self, bus: RevocationBus) -> None:
+        """Publish this process's revocations on `bus` and apply the ones it delivers."""
+        self._bus = bus
+        bus.subscribe(self)
 
     def add(self, jti: str, expires_at: float) -> None:
-        """Refuse `jti` from now on in this process (the store tells the others)."""
+        """Refuse `jti` from now on in this process (`revoke` also tells the others)."""
         self._revoked[jti] = expires_at
+
+    async def revoke(self, jti: str, client_id: str, expires_at: float) -> None:
+        """Revoke `jti` here, in the store, and by push in every process listening.
+
+        Raises:
+            StoreUnavailable: the store could not record it (this process still refuses it).
+        """
+        self.add(jti, expires_at)
+        await self._store.add_revocation(jti, client_id, expires_at, self._clock.time())
+        if self._bus is not None:
+            await self._bus.publish(jti, expires_at)
+
+    def receive(self, jti: str, expires_at: float) -> None:
+        """A revocation pushed by another process."""
+        self.add(jti, expires_at)
+
+    def resync(self) -> None:
+        """Reload the whole set soon (after a (re)subscription, messages may have been lost)."""
+        self._synced_at = float("-inf")
+        self._maybe_sync()
 
     def is_revoked(self, jti: str | None) -> bool:
         """Whether the token with this `jti` was revoked (and has not expired yet)."""
@@ -126,6 +168,19 @@ class Revocations:
             return
         self._synced_at = self._clock.monotonic()
         self._task = loop.create_task(self.sync())
+        self._start_listening()  # a push source attached before the loop ran starts here
+
+    def _start_listening(self) -> None:
+        if self._bus is not None:
+            self._bus.ensure_listening()
+        wait = self._wait_for_change
+        if wait is None or (self._follower is not None and not self._follower.done()):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._follower = loop.create_task(_follow(weakref.ref(self), wait))
 
     async def sync(self) -> None:
         """Reload the revoked tokens from the store (failures logged, the old set kept)."""
@@ -140,6 +195,19 @@ class Revocations:
         self._revoked = fresh
 
 
+async def _follow(
+    ref: weakref.ref[Revocations], wait_for_change: Callable[[float], Awaitable[None]]
+) -> None:
+    """Reload `ref`'s set after each store notification, until it is garbage (a reload)."""
+    while True:
+        await wait_for_change(FOLLOW_MAX_WAIT)
+        revocations = ref()
+        if revocations is None:
+            return
+        await revocations.sync()
+        del revocations  # hold no strong reference while waiting
+
+
 class AuthorizationServer:
     """The built-in OAuth 2.0 authorization server of one gateway configuration."""
 
@@ -150,13 +218,16 @@ class AuthorizationServer:
         clock: Clock,
         *,
         pepper: bytes | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self.config = config
         self.issuer = config.issuer
         self.store = store
         self.clock = clock
         self.keys = KeyRing(store, config, clock, pepper)
-        self.revocations = Revocations(store, clock)
+        # Given on reload: the set must not start empty (it would accept revoked tokens
+        # until the first background reload finished).
+        self.revocations = revocations if revocations is not None else Revocations(store, clock)
         self.grants = GrantStore(store if isinstance(store, SQLStore) else None)
         self._rules = TokenRules(
             issuer=config.issuer,
@@ -298,8 +369,7 @@ class AuthorizationServer:
         issued = await self.grants.code_access_token(code)
         if issued is not None:
             client_id, jti, expires_at = issued
-            self.revocations.add(jti, expires_at)
-            await self.store.add_revocation(jti, client_id, expires_at, self.clock.time())
+            await self.revocations.revoke(jti, client_id, expires_at)
 
     async def _new_refresh_token(self, grant: RefreshGrant, now: float) -> str:
         token = new_secret_value()
@@ -421,10 +491,7 @@ class AuthorizationServer:
             and verified.token_id is not None
             and verified.claims.get("client_id") == client_id
         ):
-            self.revocations.add(verified.token_id, verified.expires_at)
-            await self.store.add_revocation(
-                verified.token_id, client_id, verified.expires_at, self.clock.time()
-            )
+            await self.revocations.revoke(verified.token_id, client_id, verified.expires_at)
         elif verified is None and self.grants.available:
             # A refresh token: revoking it ends its family (RFC 7009 §2.1).
             family = await self.grants.refresh_token_family(token, client_id)

@@ -16,9 +16,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import ssl
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,58 +28,92 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bastion.admin.dashboard import Dashboard, DashboardFeed
+from bastion.admin.store_ops import ConfigFollower, StartupConfig, startup_config
 from bastion.clock import SystemClock
 from bastion.config.loader import load_config
 from bastion.config.models import GatewayConfig, ListenerConfig, parse_bind
+from bastion.counters.attached import attached_degraded, close_attached
 from bastion.errors import ConfigError, Reject
 from bastion.gateway.app import Gateway
 from bastion.gateway.build import build_gateway, counters_for, uses_rate_limit
+from bastion.oauth.setup import close_revocation_buses
 from bastion.observability.access_log import AccessLog
 from bastion.observability.anomaly import (
+    RULE_NAME,
     AnomalyAlert,
     AnomalyDetector,
     AnomalyEvents,
     WithAnomalyDetection,
+)
+from bastion.observability.blocks import (
+    BlockedSources,
+    FileBlockSync,
+    RedisBlockSync,
+    trusted_proxies_of,
 )
 from bastion.observability.events import SecurityEvents
 from bastion.observability.metrics import (
     CONTENT_TYPE as METRICS_CONTENT_TYPE,
     Metrics,
     RequestRecorder,
+    WorkerSnapshots,
     new_registry,
     render,
 )
 from bastion.observability.sinks import FileSink, Sink, open_sink
 from bastion.proxy.downstream import App, Exchange, HTTPServerProtocol, ProtocolLimits
 from bastion.proxy.tls import (
+    HandshakeFailure,
     certificate_expiry,
     ensure_dev_certificate,
     expiry_warning,
     reload_certificate,
     server_context,
+    tls_accept_factory,
 )
 from bastion.proxy.upstream import UpstreamPool
 from bastion.server.redirect import RedirectApp
-from bastion.store import close_shared_stores
+from bastion.store import close_shared_stores, gateway_store
+from bastion.store.base import ConfigRevision
 
 if TYPE_CHECKING:
     from bastion.admin.app import AdminApp
+    from bastion.counters.base import Counters
 
 _log = logging.getLogger("bastion.server")
 
 SWEEP_INTERVAL = 0.5
 
 
+@dataclass
+class _NodeSettings:
+    """What `serve` tells each forked worker about the node (defaults: a single worker)."""
+
+    worker: int = 0
+    node_dir: Path | None = None
+
+
+_NODE = _NodeSettings()
+
+
 class Dispatcher:
-    """Indirection so a reload can swap the gateway without touching open connections."""
+    """Indirection so a reload can swap the gateway without touching open connections.
 
-    __slots__ = ("target",)
+    It is also where blocked sources are refused, before routing: it outlives reloads, and
+    while nothing is blocked the check costs two attribute reads.
+    """
 
-    def __init__(self, target: Gateway) -> None:
+    __slots__ = ("blocked", "target")
+
+    def __init__(self, target: Gateway, blocked: BlockedSources | None = None) -> None:
         self.target = target
+        self.blocked = blocked
 
     def handle(self, exchange: Exchange) -> None:
-        """Hand the request to the current gateway."""
+        """Hand the request to the current gateway (unless its source is blocked)."""
+        blocked = self.blocked
+        if blocked is not None and blocked.any and blocked.refuse(exchange, self.target):
+            return
         self.target.handle(exchange)
 
     def protocol_error(self, reject: Reject, request_id: str, peer_ip: str, scheme: str) -> None:
@@ -126,9 +162,18 @@ class Server:
     reuse_port: bool = False
     with_admin: bool = True
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+    startup: StartupConfig | None = None
+    # `--workers N`: this worker's index and the node's private directory (set by `serve` in
+    # each forked worker), where the workers share metric snapshots and blocked sources.
+    worker: int = field(default_factory=lambda: _NODE.worker)
+    node_dir: Path | None = field(default_factory=lambda: _NODE.node_dir)
 
     def __post_init__(self) -> None:
         self.connections: set[HTTPServerProtocol] = set()
+        # Every worker follows config revisions stored through any node's admin API.
+        self.follower = ConfigFollower(
+            self, lambda: gateway_store(self.config).backend, self.startup
+        )
         self._servers: list[asyncio.Server] = []
         self._tls: list[_TLSListener] = []
         self._admin: AdminApp | None = None
@@ -143,7 +188,12 @@ class Server:
             self.config, loop=self.loop, access_log=recorder, counters=self.counters
         )
         self._access_log = recorder
-        self.dispatcher = Dispatcher(gateway)
+        proxies, forwarded = trusted_proxies_of(self.config)
+        self.blocked_sources = BlockedSources(
+            SystemClock(), events=self._events, trusted_proxies=proxies, forwarded=forwarded
+        )
+        self._block_sync: RedisBlockSync | FileBlockSync | None = None
+        self.dispatcher = Dispatcher(gateway, self.blocked_sources)
         self._retired_pools: list[UpstreamPool] = []
         self._sweeper: asyncio.Task[None] | None = None
         self.revision = 1
@@ -186,6 +236,7 @@ class Server:
                 token=token,
                 ready=lambda: self.ready,
                 status=self.status,
+                degraded=self.degraded_backends,
                 metrics=self._render_metrics if self.metrics is not None else None,
                 metrics_content_type=METRICS_CONTENT_TYPE.encode(),
                 api=AdminAPI(self),
@@ -195,6 +246,13 @@ class Server:
             await self._listen("admin", host, port, admin, limits, "http", None)
         self._watch_certificates()
         self._sweeper = self.loop.create_task(self._sweep())
+        if config.counters != "memory":  # blocks shared by every node and worker
+            self._block_sync = RedisBlockSync(self.blocked_sources, config.counters)
+        elif self.node_dir is not None:  # the workers of this node share them through a file
+            self._block_sync = FileBlockSync(self.blocked_sources, self.node_dir / "blocks.json")
+        if self._block_sync is not None:
+            self._block_sync.start()
+        self.follower.start()
         self.ready = True
 
     async def _listen(
@@ -218,9 +276,21 @@ class Server:
                 connections=self.connections,
             )
 
+        serve: Callable[[], asyncio.BaseProtocol] = factory
+        if ssl_context is not None:  # plain accept + our TLS start: failed handshakes reported
+            reporting = tls_accept_factory(
+                factory,
+                ssl_context,
+                loop=self.loop,
+                listener=f"{default_host}:{port}",
+                on_failure=self._tls_failed,
+                handshake_timeout=limits.header_timeout,
+            )
+            if reporting is not None:
+                serve, ssl_context = reporting, None
         try:
             server = await self.loop.create_server(
-                factory,
+                serve,
                 host,
                 port,
                 ssl=ssl_context,
@@ -234,15 +304,37 @@ class Server:
         self._servers.append(server)
         _log.info("listening on %s://%s:%d", scheme, default_host, port)
 
+    def _tls_failed(self, failure: HandshakeFailure) -> None:
+        if self.metrics is not None:
+            self.metrics.tls_handshake_failed(failure.listener, failure.reason)
+        if self._events is not None:
+            self._events.tls_handshake_failure(failure)
+
     def admin_event(self, action: str, *, success: bool) -> None:
         """A change made through the admin API, as a security event."""
         if self._events is not None:
             self._events.admin_change(action, success=success)
 
+    def config_stored(self, revision: ConfigRevision) -> None:
+        """The running config was stored as `revision` for the other nodes and workers."""
+        self.follower.published(revision)
+
+    def degraded_backends(self) -> list[str]:
+        """Shared backends that are unavailable right now (serving continues without them)."""
+        counters = bool(getattr(self.counters, "degraded", False)) or attached_degraded(
+            self.counters
+        )
+        return [
+            name
+            for name, down in (("counters", counters), ("store", self.follower.degraded))
+            if down
+        ]
+
     def status(self) -> dict[str, object]:
-        """Facts for `/status`: config revision and connection counts."""
+        """Facts for `/status`: config revision and its source, connection counts."""
         return {
             "config_revision": self.revision,
+            **self.follower.status(),
             "connections": len(self.connections),
             "in_flight": self.dispatcher.target.in_flight,
             "pid": os.getpid(),
@@ -263,6 +355,8 @@ class Server:
                 self._sink.flush()
             if self._security_sink is not None:
                 self._security_sink.flush()
+            if self._snapshots is not None and self.metrics is not None and not self.with_admin:
+                self._snapshots.publish(self.metrics)
 
     def _observability(self, access_log: AccessLog | None) -> RequestRecorder:
         """Security events, metrics (in the worker that serves the admin listener) and the log."""
@@ -279,32 +373,41 @@ class Server:
         self._events = SecurityEvents(events_sink, clock) if events_sink is not None else None
         self.metrics: Metrics | None = None
         self.dashboard_feed: DashboardFeed | None = None
-        if self.with_admin and self.config.admin is not None:
+        self._snapshots: WorkerSnapshots | None = None
+        if self.config.admin is not None and (self.with_admin or self.node_dir is not None):
             metrics = self.metrics = Metrics(clock)
+            if self.node_dir is not None:  # several workers: /metrics reports the node
+                self._snapshots = WorkerSnapshots(self.node_dir, self.worker)
+                if self.with_admin:
+                    metrics.peers = self._snapshots.read_peers
             self._registry = new_registry(metrics)
             self._bind_routes()
             metrics.gauge(
                 "bastion_connections_active",
-                "Open client connections of this worker, admin listener included.",
+                "Open client connections (of every worker), admin listener included.",
                 lambda: len(self.connections),
             )
             metrics.gauge(
                 "bastion_requests_in_flight",
-                "Requests of this worker being served right now.",
+                "Requests being served right now (by every worker).",
                 lambda: self.dispatcher.target.in_flight,
             )
-            metrics.gauge(
+            metrics.labelled_gauge(
                 "bastion_backend_degraded",
-                "1 while the shared rate-limit counters (Redis) are unavailable and "
-                "on_backend_error applies, else 0.",
-                lambda: int(bool(getattr(self.counters, "degraded", False))),
+                "1 while a shared backend is unavailable: counters (Redis; on_backend_error "
+                "applies) or store (serving from the last good config and cache), else 0.",
+                "backend",
+                lambda: {
+                    name: int(name in self.degraded_backends()) for name in ("counters", "store")
+                },
             )
             sinks = {"access": self._sink, "security": self._security_sink}
             for name, sink in sinks.items():
                 if sink is not None:
                     metrics.watch_log(name, _dropped_lines(sink))
             # The dashboard's feed sees refused requests first, then hands them to the events.
-            self.dashboard_feed = DashboardFeed(metrics, clock, forward=self._events)
+            if self.with_admin:
+                self.dashboard_feed = DashboardFeed(metrics, clock, forward=self._events)
         events = self.dashboard_feed or self._events
         log_hook = self._anomaly_detection(access_log, events_sink, clock)
         return RequestRecorder(access_log=log_hook, metrics=self.metrics, events=events)
@@ -319,9 +422,14 @@ class Server:
         writers = [AnomalyEvents(events_sink)] if events_sink is not None else []
         feed = self.dashboard_feed
 
+        block = settings.block
+
         def alert(found: AnomalyAlert) -> None:
             for write in writers:
                 write(found)
+            if block.enabled:
+                with contextlib.suppress(ValueError):  # table full: the alert still stands
+                    self.blocked_sources.block(found.client_ip, block.seconds, RULE_NAME, "anomaly")
             if feed is not None:
                 feed.anomaly(found)
 
@@ -384,6 +492,7 @@ class Server:
             self.apply_config(new_config)
         except ConfigError:
             return False  # apply_config logged and counted it
+        self.follower.file_applied()
         return True
 
     def apply_config(self, new_config: GatewayConfig) -> None:
@@ -403,7 +512,7 @@ class Server:
             raise
         if counters is not self.counters:  # the counters setting changed
             retired, self.counters = self.counters, counters
-            self.loop.create_task(retired.close())
+            self.loop.create_task(_close_counters(retired))
         self._retired_pools.extend(self._pools)
         for pool in self._pools:
             pool.close_idle()
@@ -420,6 +529,8 @@ class Server:
         _log.info("configuration reloaded (revision %d)", self.revision)
         self._bind_routes()
         self._watch_certificates()
+        proxies, forwarded = trusted_proxies_of(new_config)
+        self.blocked_sources.configure(proxies, forwarded=forwarded)
         self._reloaded(True)
 
     async def shutdown(self, drain_seconds: float | None = None) -> None:
@@ -450,14 +561,27 @@ class Server:
         deadline = self.loop.time() + 1.0
         while any(pool.connections for pool in pools) and self.loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+        await self.follower.stop()
         await close_shared_stores()  # stop the SQLite thread, close PostgreSQL connections
-        await self.counters.close()
+        await close_revocation_buses()  # the Redis pub/sub of OAuth revocations, if any
+        await _close_counters(self.counters)
+        if self._block_sync is not None:
+            await self._block_sync.close()
+        if self._snapshots is not None and self.metrics is not None and not self.with_admin:
+            # Counters never go back: the last snapshot stays for worker 0 to keep adding.
+            self._snapshots.publish(self.metrics)
         if self._sink is not None:
             self._sink.close()
         if self._security_sink is not None:
             self._security_sink.close()
         if self._admin is not None:
             self._admin.close()
+
+
+async def _close_counters(counters: Counters) -> None:
+    """Close the counters and the lease and quota stores attached to them."""
+    await counters.close()
+    await close_attached(counters)
 
 
 def _dropped_lines(sink: Sink) -> Callable[[], int]:
@@ -468,9 +592,11 @@ def _dropped_lines(sink: Sink) -> Callable[[], int]:
 
 
 async def _run_worker(
-    config: GatewayConfig, config_path: Path | None, reuse_port: bool, with_admin: bool
+    start: StartupConfig, config_path: Path | None, reuse_port: bool, with_admin: bool
 ) -> None:
-    server = Server(config, config_path, reuse_port=reuse_port, with_admin=with_admin)
+    server = Server(
+        start.config, config_path, reuse_port=reuse_port, with_admin=with_admin, startup=start
+    )
     await server.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -483,20 +609,38 @@ async def _run_worker(
 
 
 def _run_loop(
-    config: GatewayConfig, config_path: Path | None, reuse_port: bool, with_admin: bool
+    start: StartupConfig, config_path: Path | None, reuse_port: bool, with_admin: bool
 ) -> None:
     import uvloop
 
-    uvloop.run(_run_worker(config, config_path, reuse_port, with_admin))
+    uvloop.run(_run_worker(start, config_path, reuse_port, with_admin))
 
 
-def serve(config: GatewayConfig, config_path: Path | None, workers: int = 1) -> int:
+def _node_directory() -> Path:
+    """A private directory the workers share (metric snapshots, blocks), in memory if possible."""
+    shm = Path("/dev/shm")  # noqa: S108 - a private (0700) directory created by mkdtemp
+    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return Path(tempfile.mkdtemp(prefix="bastion-node-", dir=base))
+
+
+def serve(
+    config: GatewayConfig,
+    config_path: Path | None,
+    workers: int = 1,
+    *,
+    ignore_stored_config: bool = False,
+) -> int:
     """Run the gateway until SIGTERM/SIGINT; returns the process exit code.
+
+    The config file is the bootstrap: when the store holds a config applied through the
+    admin API, its newest revision serves instead, unless `ignore_stored_config`.
 
     Raises:
         ConfigError: `--workers` > 1 with in-memory counters and a rate_limit policy: each
             process would count on its own, silently multiplying every limit by the workers.
     """
+    start = startup_config(config, config_path, ignore_stored=ignore_stored_config)
+    config = start.config
     if workers > 1 and config.counters == "memory" and uses_rate_limit(config):
         raise ConfigError(
             "counters",
@@ -508,15 +652,17 @@ def serve(config: GatewayConfig, config_path: Path | None, workers: int = 1) -> 
         if listener.tls is not None:
             listener_certificate(listener, config.state_dir)
     if workers <= 1:
-        _run_loop(config, config_path, reuse_port=False, with_admin=True)
+        _run_loop(start, config_path, reuse_port=False, with_admin=True)
         return 0
+    node_dir = _node_directory()
     children: list[int] = []
     for index in range(workers):
         pid = os.fork()
         if pid == 0:  # child
             code = 0
+            _NODE.worker, _NODE.node_dir = index, node_dir
             try:
-                _run_loop(config, config_path, reuse_port=True, with_admin=index == 0)
+                _run_loop(start, config_path, reuse_port=True, with_admin=index == 0)
             except BaseException:  # noqa: BLE001 - a worker must report and exit, never return
                 _log.exception("worker %d failed", index)
                 code = 1
@@ -543,4 +689,5 @@ def serve(config: GatewayConfig, config_path: Path | None, workers: int = 1) -> 
                 continue
         if os.waitstatus_to_exitcode(code) != 0:
             status = 1
+    shutil.rmtree(node_dir, ignore_errors=True)
     return status

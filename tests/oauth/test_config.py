@@ -45,3 +45,25 @@ def test_gateway_config_accepts_an_oauth_block():
     )
     assert config.oauth is not None
     assert config.oauth.signing_alg == "RS256"
+
+
+def test_brute_force_is_on_by_default_and_can_be_tuned_or_turned_off():
+    assert OAuthConfig.model_validate({"issuer": "https://a.example"}).brute_force is None
+    tuned = OAuthConfig.model_validate(
+        {"issuer": "https://a.example", "brute_force": {"max_failures": 3}}
+    )
+    assert tuned.brute_force is not False
+    assert tuned.brute_force is not None
+    assert tuned.brute_force.max_failures == 3
+    off = OAuthConfig.model_validate({"issuer": "https://a.example", "brute_force": False})
+    assert off.brute_force is False
+
+
+def test_gateway_config_names_the_path_of_a_bad_brute_force_setting():
+    with pytest.raises(Exception, match=r"oauth\.brute_force"):
+        parse_config(
+            {
+                "listeners": [{"bind": "127.0.0.1:8443", "tls": {}}],
+                "oauth": {"issuer": "https://localhost:8443", "brute_force": {"lockout": 0}},
+            }
+        )
