@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -24,15 +22,6 @@ from bastion.errors import ConfigError
 def _load_or_exit(path: Path) -> GatewayConfig:
     try:
         return load_config(path)
-    except ConfigErrors as exc:
-        for line in exc.lines:
-            click.echo(f"error: {line}", err=True)
-        sys.exit(1)
-
-
-def _demo_or_exit(build: Callable[[], GatewayConfig]) -> GatewayConfig:
-    try:
-        return build()
     except ConfigErrors as exc:
         for line in exc.lines:
             click.echo(f"error: {line}", err=True)
@@ -73,14 +62,20 @@ def main() -> None:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
-def run(config_path: Path, workers: int, log_level: str) -> None:
+@click.option(
+    "--ignore-stored-config",
+    is_flag=True,
+    help="Start with the file even when the store holds a newer config applied through the "
+    "admin API (later ones still apply).",
+)
+def run(config_path: Path, workers: int, log_level: str, ignore_stored_config: bool) -> None:
     """Serve per the config; SIGHUP reloads it, SIGTERM drains and stops."""
     from bastion.server.run import serve
 
     config = _load_or_exit(config_path)
     _setup_logging(log_level)
     try:
-        sys.exit(serve(config, config_path, workers))
+        sys.exit(serve(config, config_path, workers, ignore_stored_config=ignore_stored_config))
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -154,55 +149,25 @@ def demo(context: click.Context, state_dir: Path) -> None:
 @click.option("--no-scan", is_flag=True, help="Skip the scan comparison.")
 def attacks(state_dir: Path, no_scan: bool) -> None:
     """Replay the seed's threats against the running demo; then scan with and without Bastion."""
+    from bastion.cli.demo import has_demo_state
     from bastion.cli.demo_attacks import main as run_attacks
 
-    if not (state_dir / "demo-idp-key.json").exists():
+    if not has_demo_state(state_dir):
         click.echo(f"error: no demo state in {state_dir}: start `bastion demo` first", err=True)
         sys.exit(2)
     sys.exit(run_attacks(state_dir.resolve(), Path.cwd(), scan=not no_scan))
 
 
 def _run_demo(state_dir: Path) -> None:
-    from bastion.cli.demo import (
-        demo_config,
-        demo_identity_provider,
-        new_admin_token,
-        start_bank,
-        write_credentials,
-    )
-    from bastion.server.run import serve
+    from bastion.cli.demo import run_demo
 
     _setup_logging("info")
-    repo = Path.cwd()
-    state_dir = state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    token = new_admin_token()
-    config = _demo_or_exit(lambda: demo_config(state_dir, token, repo))
-    _, tokens = demo_identity_provider(state_dir)
-    credentials = write_credentials(state_dir, token, tokens)
     try:
-        bank = start_bank(state_dir, repo)
-    except RuntimeError as exc:
-        click.echo(f"error: {exc}", err=True)
+        code = run_demo(state_dir.resolve(), Path.cwd())
+    except ConfigErrors as exc:
+        for line in exc.lines:
+            click.echo(f"error: {line}", err=True)
         sys.exit(1)
-    alice = tokens["cus_alice0001"]
-    click.echo(
-        "\nBastion demo: the bank (examples/bank) behind examples/bank/bastion.yaml\n"
-        "  gateway (HTTPS):  https://127.0.0.1:8443/v2/accounts   (self-signed: curl -k)\n"
-        "  redirect (HTTP):  http://127.0.0.1:8080/  -> 308 to HTTPS\n"
-        "  admin:            http://127.0.0.1:9901/status  /ready  /metrics\n"
-        "  upstream (bank):  http://127.0.0.1:9000  (no security of its own)\n"
-        f"  credentials:      {credentials} (mode 0600: admin token, customer tokens)\n"
-        "  try:  curl -k https://127.0.0.1:8443/v2/accounts            # 401: no token\n"
-        f"        curl -k -H 'Authorization: Bearer {alice[:16]}...' ...  # token: see above\n",
-        err=True,
-    )
-    logging.getLogger("bastion.demo").info("demo starting")
-    try:
-        code = serve(config, None, 1)
-    finally:
-        bank.terminate()
-        bank.wait(timeout=10)
     sys.exit(code)
 
 

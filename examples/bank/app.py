@@ -339,7 +339,12 @@ class _Bank:
 
     @staticmethod
     def _customer(conn: sqlite3.Connection, consumer: str) -> str:
-        row = conn.execute("SELECT id FROM customers WHERE id = ?", (consumer,)).fetchone()
+        # A customer id as such, or an identity linked to one (an OAuth login's consumer id).
+        row = conn.execute(
+            "SELECT id FROM customers WHERE id = ?"
+            " UNION ALL SELECT customer_id FROM identities WHERE subject = ? LIMIT 1",
+            (consumer, consumer),
+        ).fetchone()
         if row is None:
             raise Problem(401, "unknown_customer", "The consumer is not a customer of this bank.")
         return str(row["id"])

@@ -20,6 +20,12 @@ CREATE TABLE IF NOT EXISTS customers (
     id   TEXT PRIMARY KEY,
     name TEXT NOT NULL
 );
+-- Identities a gateway forwards (X-Bastion-Consumer) that are not customer ids themselves, e.g.
+-- the consumer id an OAuth login puts in `sub`: linked to a customer once, at enrolment.
+CREATE TABLE IF NOT EXISTS identities (
+    subject     TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL REFERENCES customers(id)
+);
 CREATE TABLE IF NOT EXISTS accounts (
     id            TEXT PRIMARY KEY,
     customer_id   TEXT NOT NULL REFERENCES customers(id),

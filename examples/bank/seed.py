@@ -84,6 +84,38 @@ def seed(db_path: str | Path) -> SeedIds:
     }
 
 
+def link_identity(db_path: str | Path, subject: str, customer_id: str) -> None:
+    """Let the gateway identity `subject` act as the customer `customer_id` (idempotent).
+
+    This is the bank's enrolment step for identities it does not choose itself, such as the
+    consumer id in the `sub` of a token from Bastion's OAuth server. Linking a subject again
+    moves it to the new customer.
+
+    Raises:
+        ValueError: `customer_id` is not a customer of this bank.
+    """
+    init_schema(db_path)
+    conn = connect(db_path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            known = conn.execute("SELECT 1 FROM customers WHERE id = ?", (customer_id,)).fetchone()
+            if known is not None:
+                conn.execute(
+                    "INSERT INTO identities (subject, customer_id) VALUES (?, ?)"
+                    " ON CONFLICT (subject) DO UPDATE SET customer_id = excluded.customer_id",
+                    (subject, customer_id),
+                )
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+    if known is None:
+        raise ValueError(f"{customer_id!r} is not a customer of this bank")
+
+
 def _write(conn: sqlite3.Connection) -> None:
     conn.executemany("INSERT INTO customers (id, name) VALUES (?, ?)", _CUSTOMERS)
     balances = dict.fromkeys((account for account, _, _ in _ACCOUNTS), 0)

@@ -89,6 +89,8 @@ def base_config(ports: RunningGateway, state_dir: Path, extra: dict[str, Any]) -
         ],
         "admin": {"bind": f"127.0.0.1:{ports.admin_port}", "token": "integration-admin-token"},
         "state_dir": str(state_dir),
+        # Each test gateway's own store, never the repository's default var/bastion.db.
+        "store": f"sqlite:///{state_dir / 'bastion.db'}",
         "access_log": {"sink": str(state_dir / "access.log")},
         "limits": {"header_timeout": 1.0, "body_timeout": 1.0, "idle_timeout": 2.0},
         "services": [

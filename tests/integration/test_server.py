@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -164,6 +165,16 @@ def test_two_workers_share_the_listener(tmp_path: Path) -> None:
             assert process.wait(15) == 0
 
 
+def _shell_values(text: str) -> dict[str, str]:
+    """NAME=value lines of the demo's credentials file (values are shell-quoted)."""
+    values = {}
+    for line in text.splitlines():
+        name, eq, rest = line.partition("=")
+        if eq and name.isidentifier() and not line.startswith("#"):
+            values[name] = shlex.split(rest, comments=True)[0]
+    return values
+
+
 def test_demo_serves_the_bank_through_https(tmp_path: Path) -> None:
     for port in (8443, 8080, 9901, 9000):
         with __import__("socket").socket() as probe:
@@ -186,8 +197,30 @@ def test_demo_serves_the_bank_through_https(tmp_path: Path) -> None:
         redirect = httpx.get("http://127.0.0.1:8080/v1/accounts")
         assert redirect.status_code == 308
         assert redirect.headers["location"] == "https://127.0.0.1:8443/v1/accounts"
+        # The demo obtains its tokens through the OAuth flows once the gateway answers, then
+        # writes them with the client ids, secrets and logins to a file only the user can read.
         credentials = tmp_path / "var" / "demo-credentials.txt"
+        assert _wait_for(credentials.exists, timeout=30)
         assert credentials.stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "var" / "demo-oauth.json").stat().st_mode & 0o777 == 0o600
+        values = _shell_values(credentials.read_text())
+        assert {"PARTNER_CLIENT_SECRET", "APP_CLIENT_ID", "ALICE_PASSWORD"} <= values.keys()
+        alice = httpx.get(
+            "https://127.0.0.1:8443/v2/accounts",
+            headers={"Authorization": f"Bearer {values['TOKEN_CUS_ALICE0001']}"},
+            verify=trust,
+        )
+        assert alice.status_code == 200, alice.text
+        assert {a["customer_id"] for a in alice.json()["data"]} == {"cus_alice0001"}
+        # The partner app (client credentials) is Bob's bookkeeping service: it reads his
+        # accounts, and nothing else.
+        partner = httpx.get(
+            "https://127.0.0.1:8443/v2/accounts",
+            headers={"Authorization": f"Bearer {values['TOKEN_PARTNER']}"},
+            verify=trust,
+        )
+        assert partner.status_code == 200, partner.text
+        assert {a["customer_id"] for a in partner.json()["data"]} == {"cus_bob00001"}
         # `make demo-attacks`: every threat blocked, the bank alone has findings, the gateway none.
         attacks = subprocess.run(
             [*BASTION, "demo", "attacks", "--state-dir", str(tmp_path / "var")],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,8 +15,17 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from bastion.cli.demo import BANK_CONFIG, demo_identity_provider
+from bastion.cli.demo import ALICE, BANK_CONFIG
+from bastion.cli.demo_oauth import (
+    CUSTOMER_SCOPE,
+    PARTNER_SCOPE,
+    authorization_code,
+    client_credentials,
+    provision_demo,
+)
 from bastion.cli.main import main
+from bastion.config.loader import load_config
+from bastion.proxy.tls import client_context
 from tests.integration.harness import free_ports, running_upstream
 
 pytestmark = pytest.mark.integration
@@ -46,7 +56,6 @@ def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, 
     https, redirect, admin = free_ports(3)
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
-    jwks, tokens = demo_identity_provider(state)
     source = REPO / BANK_CONFIG
     served = source
     if request.param == "demo-without-size-limit":
@@ -65,9 +74,10 @@ def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, 
             "BANK_HTTP_BIND": f"127.0.0.1:{redirect}",
             "BANK_ADMIN_BIND": f"127.0.0.1:{admin}",
             "BANK_UPSTREAM": f"http://127.0.0.1:{upstream}",
-            "BANK_JWKS_FILE": str(jwks),
-            "VERIFY_TOKEN": tokens["cus_alice0001"],
+            "BASTION_STORE": f"sqlite:///{state / 'bastion.db'}",  # the OAuth server's store
         }
+        # The demo's clients and logins, as `bastion demo` registers them.
+        demo = provision_demo(load_config(served, env=env), state)
         with (tmp_path / "gateway.out").open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "bastion", "run", "-c", str(served)],
@@ -78,6 +88,21 @@ def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, 
             )
         try:
             _wait_ready(admin, process)
+            # A customer's token through the authorization-code flow of the gateway itself.
+            trust = client_context(ca_file=state / "dev-cert.pem")
+            tokens = authorization_code(
+                f"https://127.0.0.1:{https}",
+                demo.customer_app,
+                demo.login(ALICE),
+                CUSTOMER_SCOPE,
+                verify=trust,
+            )
+            env["VERIFY_TOKEN"] = tokens.access_token
+            # The partner's token may read accounts but not move money: for the scopes probe.
+            partner = client_credentials(
+                f"https://127.0.0.1:{https}", demo.partner, PARTNER_SCOPE, verify=trust
+            )
+            env["VERIFY_LIMITED_TOKEN"] = partner.access_token
             yield request.param, env
         finally:
             process.terminate()
@@ -96,13 +121,22 @@ def test_verify_on_the_demo_config_passes_and_names_a_missing_policy(
         env["BASTION_ACCESS_LOG"],
         "--auth",
         "Bearer " + env["VERIFY_TOKEN"],
+        "--limited-auth",
+        "Bearer " + env["VERIFY_LIMITED_TOKEN"],
     ]
     result = CliRunner(env=env).invoke(main, args, terminal_width=200)
     if variant == "demo":
         assert "FAIL" not in result.output, result.output
         assert result.exit_code == 0
-        for line in ("HSTS over HTTPS", "version v0 past its sunset", "verify passed"):
+        for line in (
+            "HSTS over HTTPS",
+            "version v0 past its sunset",
+            "verify passed",
+        ):
             assert line in result.output
+        # The partner's token (accounts:read only) is refused where transfers:write is needed.
+        row = r"PASS\s*│\s*scopes\s*│\s*route transfers\s*│\s*credential without transfers:write"
+        assert re.search(row, result.output), result.output
     else:
         assert result.exit_code == 1
         line = "FAIL size_limit on route transfers: 16385-byte body: expected 413, got"
