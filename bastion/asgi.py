@@ -19,9 +19,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from bastion.asgi_support.config import load_middleware_config
+from bastion.asgi_support.exchange import ASGIExchange
 from bastion.asgi_support.scope import (
     IDENTITY_STATE_KEY,
     REQUEST_ID_STATE_KEY,
@@ -44,7 +45,7 @@ from bastion.errors import (
     Unauthenticated,
 )
 from bastion.gateway.app import AccessLogger
-from bastion.gateway.compile import compile_chains
+from bastion.gateway.compile import CompiledChains, compile_chains
 from bastion.http.headers import Headers
 from bastion.http.request import Request
 from bastion.http.response import Response, problem_response
@@ -56,10 +57,14 @@ from bastion.observability.sinks import Sink, open_sink
 if TYPE_CHECKING:
     from starlette.requests import Request as StarletteRequest
 
+    from bastion.oauth.routes import OAuthEndpoint
+    from bastion.proxy.downstream import Exchange
+
 __all__ = [
     "IDENTITY_STATE_KEY",
     "REQUEST_ID_STATE_KEY",
     "BastionMiddleware",
+    "admin_app",
     "current_identity",
     "require_scopes",
 ]
@@ -129,18 +134,54 @@ class BastionMiddleware:
             raise ValueError("unmatched must be 'allow' or 'deny'")
         self.app = app
         self.config = load_middleware_config(config)
+        self.config_path = Path(config) if isinstance(config, (str, Path)) else None
+        self.revision = 1
         self.clock = clock or SystemClock()
-        compiled = compile_chains(self.config, clock=self.clock, counters=counters, extras=extras)
-        self.router = compiled.router
-        self.global_chain = compiled.global_chain
-        self.counters = compiled.counters
+        self._extras = dict(extras or {})
+        self._install(
+            compile_chains(self.config, clock=self.clock, counters=counters, extras=extras)
+        )
         self.deny_unmatched = unmatched == "deny"
-        self.max_body = self.config.limits.max_body_bytes
         self._sinks: list[Sink] = []
+        self._events: SecurityEvents | None = None
         self._flush_scheduled = False
         self._flush_loop: asyncio.AbstractEventLoop | None = None
         self.access_log = access_log if access_log is not None else self._default_log()
         self.in_flight = 0
+
+    def _install(self, compiled: CompiledChains) -> None:
+        # With `oauth:` set, the authorization server's endpoints are answered here, after the
+        # global policies, as the standalone gateway does: one all-in-one deployment.
+        self.local_routes = dict(compiled.local_routes or {})
+        self.router = compiled.router
+        self.global_chain = compiled.global_chain
+        self.counters = compiled.counters
+        self.max_body = self.config.limits.max_body_bytes
+
+    def apply_config(self, config: GatewayConfig) -> None:
+        """Serve `config` from the next request on (requests in flight keep their chains).
+
+        The admin API's `PUT /admin/config` calls this (`bastion.asgi.admin_app`). It changes
+        this process only: run one process, or apply the change to each.
+
+        Raises:
+            ConfigError: a policy refused its settings; the old config keeps serving.
+        """
+        same_counters = config.counters == self.config.counters
+        compiled = compile_chains(
+            config,
+            clock=self.clock,
+            counters=self.counters if same_counters else None,
+            extras=self._extras,
+        )
+        self.config = config
+        self._install(compiled)
+        self.revision += 1
+
+    def admin_event(self, action: str, *, success: bool) -> None:
+        """Record a change made through the admin API (`admin_app`) as a security event."""
+        if self._events is not None:
+            self._events.admin_change(action, success=success)
 
     def _default_log(self) -> AccessLogger | None:
         settings = self.config.access_log
@@ -158,9 +199,10 @@ class BastionMiddleware:
         self._sinks = [s for s in {id(s): s for s in (sink, events_sink)}.values() if s]
         if not self._sinks:
             return None
+        events = SecurityEvents(events_sink, self.clock) if events_sink is not None else None
+        self._events = events
         return RequestRecorder(
-            access_log=AccessLog(sink, self.clock) if sink is not None else None,
-            events=SecurityEvents(events_sink, self.clock) if events_sink is not None else None,
+            access_log=AccessLog(sink, self.clock) if sink is not None else None, events=events
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -277,6 +319,11 @@ class _Exchange:
         ctx = self.ctx = RequestContext(request, start=start)
         mw.in_flight += 1
         try:
+            local = mw.local_routes.get(request.path)
+            if local is not None:
+                ctx.route = local.route
+                await self._serve_local(ctx, local)
+                return
             match = mw.router.match(request.host, request.method, request.path)
             route = match.value
             if route is not None:
@@ -325,6 +372,29 @@ class _Exchange:
             ctx.reject = InternalError(INTERNAL)
             return False
         return True
+
+    async def _serve_local(self, ctx: RequestContext, endpoint: OAuthEndpoint) -> None:
+        """An endpoint of Bastion's own (OAuth): the global chain, then the endpoint answers."""
+        if not await self._admit(ctx):
+            await self._answer(ctx)
+            return
+        exchange = ASGIExchange(ctx.request, self.body_limit, self.receive)
+        try:
+            # Duck-typed: ASGIExchange has every member the endpoints use.
+            response = await endpoint.serve(cast("Exchange", exchange), ctx)
+        except Reject as reject:
+            _note_reject(ctx, reject, ctx.route or "oauth")
+            await self._finish(ctx)
+            return
+        except Exception:  # noqa: BLE001 - an endpoint bug answers 500 with a fixed message
+            _log.exception("local route %s failed", ctx.route)
+            ctx.reject = InternalError(INTERNAL)
+            await self._finish(ctx)
+            return
+        if response is None:
+            response = exchange.response  # answered by the exchange itself (413), or None
+        if response is not None:
+            await self._send_local(ctx, response)
 
     async def _answer(self, ctx: RequestContext) -> None:
         """After `_admit` said no: send the rejection (nothing when the client left)."""
@@ -527,6 +597,21 @@ def _local(respond: Respond) -> Response:
 def _unparsed(scope: Scope) -> Request:
     """A stand-in request for the log line of a request whose head was refused."""
     return Request(str(scope.get("method", "GET")), "/", b"", Headers())
+
+
+def admin_app(middleware: BastionMiddleware, *, token: str) -> ASGIApp:
+    """The admin API of `middleware` as an ASGI app to mount on a private path.
+
+    Consumers, keys, OAuth clients, the running config (`PUT /admin/config` recompiles the
+    middleware's chains), the audit log, `/status` and `/ready`: the gateway's admin listener,
+    served by the same code. Every `/admin/...` call needs `Authorization: Bearer <token>`.
+
+    Raises:
+        ValueError: the token is too short.
+    """
+    from bastion.asgi_support.admin import admin_app as make
+
+    return make(middleware, token=token)
 
 
 def current_identity(request: StarletteRequest) -> Identity | None:

@@ -6,7 +6,9 @@ operation takes one, then runs the operation as a task on the event loop. Store 
 async; argon2 hashing and config validation run in worker threads, so no handler blocks the
 loop that also serves the admin listener's probes. Failures are problem+json (RFC 9457) and
 never echo a submitted value. Every change is written to the store's audit log with actor
-`admin-api` (the store writes credential entries itself; config changes via `store_ops`).
+`admin-api` (the store writes credential entries itself). An applied config is also stored as
+the next cluster-wide revision (`store_ops.publish_config`), which every other node and worker
+process then applies.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol, TypeVar
@@ -24,7 +26,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from bastion.admin import store_ops
+from bastion.admin import blocks, store_ops
 from bastion.admin.config_view import JSON, ConfigView, diff
 from bastion.admin.openapi import openapi_bytes
 from bastion.admin.payloads import ClientCreate, ConsumerCreate, KeyIssue, PasswordSet
@@ -59,7 +61,7 @@ from bastion.store import (
     gateway_store,
     peppers_from_config,
 )
-from bastion.store.base import OAuthClientRecord
+from bastion.store.base import ConfigRevision, OAuthClientRecord
 from bastion.store.secrets import hash_password, new_api_key
 from bastion.store.sql import SQLStore
 
@@ -125,6 +127,10 @@ class ConfigHost(Protocol):
         Raises:
             ConfigError: the config validated but could not be built; the old one keeps serving.
         """
+        ...
+
+    def config_stored(self, revision: ConfigRevision) -> None:
+        """The running config was stored as `revision` (so this process does not re-apply it)."""
         ...
 
 
@@ -197,6 +203,8 @@ class AdminAPI:
 
     host: ConfigHost
     store: Callable[[], Store] | None = None
+    complete: Callable[[Mapping[str, object]], dict[str, object]] | None = None
+    """Fills what a submitted config may leave out (middleware mode: listeners, upstreams)."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
     _config_lock: asyncio.Lock | None = field(default=None, init=False, repr=False)
 
@@ -356,7 +364,7 @@ class AdminAPI:
     async def delete_consumer(self, call: Call) -> Reply:
         """`DELETE /admin/consumers/{consumer}`."""
         consumer = await self._consumer(call.arguments[0])
-        await store_ops.delete_consumer(self._store(), consumer.id)
+        await self._store().delete_consumer(consumer.id, actor=ADMIN_ACTOR)
         return Reply(204)
 
     # -- credentials -------------------------------------------------------------------------
@@ -493,7 +501,9 @@ class AdminAPI:
             current = self.host.config
             path = self.host.config_path
             base_dir = path.parent if path is not None else Path.cwd()
-            old_view, new_config = await asyncio.to_thread(_validate, current, document, base_dir)
+            old_view, new_config = await asyncio.to_thread(
+                _validate, current, document, base_dir, self.complete
+            )
             new_view = await asyncio.to_thread(ConfigView, new_config)
             changes = diff(old_view.masked, new_view.masked)
             if dry_run == "true" or not changes:
@@ -509,24 +519,33 @@ class AdminAPI:
                 errors = [{"path": exc.path, "message": exc.message}]
                 raise UnprocessableContent(INVALID_CONFIG, extra={"errors": errors}) from None
             revision = self.host.revision
-        await self._audit_config(revision, changes)
+            # Still under the lock: revisions are stored in the order they were applied.
+            await self._publish_config(revision, changes, document)
         return Reply(200, {"revision": revision, "applied": True, "changes": changes})
 
-    async def _audit_config(self, revision: int, changes: list[dict[str, JSON]]) -> None:
+    async def _publish_config(
+        self, revision: int, changes: list[dict[str, JSON]], document: JSON
+    ) -> None:
         old = {str(c["path"]): c["before"] for c in changes if "before" in c}
         new = {str(c["path"]): c["after"] for c in changes if "after" in c}
         before = {"revision": revision - 1, "values": old}
         after = {"revision": revision, "values": new}
         try:
-            await store_ops.record_config_change(
+            stored = await store_ops.publish_config(
                 self._store(),
-                revision=revision,
+                document if isinstance(document, dict) else {},
                 before=before,
                 after=after,
             )
-        except StoreUnavailable:
+        except (StoreUnavailable, StoreConflict):
             # The config is live already; refusing now would misreport what is serving.
-            _log.error("config revision %d applied but its audit entry failed", revision)
+            _log.error(
+                "config revision %d applied on this process only: storing it failed, so "
+                "other nodes and workers keep their config",
+                revision,
+            )
+            return
+        self.host.config_stored(stored)
 
     async def list_audit(self, call: Call) -> Reply:
         """`GET /admin/audit[?after=ID]`."""
@@ -567,7 +586,10 @@ def _config_document(body: bytes, content_type: bytes) -> JSON:
 
 
 def _validate(
-    current: GatewayConfig, document: JSON, base_dir: Path
+    current: GatewayConfig,
+    document: JSON,
+    base_dir: Path,
+    complete: Callable[[Mapping[str, object]], dict[str, object]] | None = None,
 ) -> tuple[ConfigView, GatewayConfig]:
     """Restore masked secrets and validate with the loader (runs in a worker thread).
 
@@ -578,7 +600,9 @@ def _validate(
         UnprocessableContent: the config is invalid (each error names its dotted path).
     """
     view = ConfigView(current)
-    restored = view.restore(document)
+    restored: object = view.restore(document)
+    if complete is not None and isinstance(restored, dict):
+        restored = complete(restored)
     try:
         return view, parse_config(restored, base_dir=base_dir, env={})
     except ConfigErrors as exc:
@@ -620,6 +644,10 @@ _HANDLERS: Final[dict[str, Handler]] = {
     "putConfig": AdminAPI.put_config,
     "listAudit": AdminAPI.list_audit,
     "openapi": AdminAPI.openapi,
+    "listBlockedSources": blocks.list_blocked,
+    "blockSource": blocks.block_source,
+    "unblockSource": blocks.unblock_source,
+    "unblockNetwork": blocks.unblock_source,
 }
 
 __all__ = ["AdminAPI", "ConfigHost", "Conflict"]

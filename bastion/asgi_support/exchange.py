@@ -54,6 +54,8 @@ class ASGIExchange:
         self.finished = False
         self.head_sent = False
         self.body_done = not request.has_body
+        self.response: Response | None = None
+        """The response sent through this exchange (a rejection while reading the body)."""
         self._receive = receive
         self._reader: asyncio.Task[None] | None = None
         self._answer: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
@@ -95,6 +97,7 @@ class ASGIExchange:
             return
         self.finished = True
         self.head_sent = True
+        self.response = response
         if not self._answer.done():
             self._answer.set_result(response)
 
