@@ -149,12 +149,27 @@ class LimitsConfig(Model):
     )
 
 
+class AdminTLSConfig(TLSConfig):
+    """HTTPS on the admin listener, optionally with client certificates (mutual TLS)."""
+
+    client_ca: ConfigPath | None = Field(
+        None,
+        description="PEM CA certificates: when set, every admin client must present a"
+        " certificate they signed (mutual TLS), in addition to the bearer token.",
+    )
+
+
 class AdminConfig(Model):
-    """The admin listener: status, readiness, and (later) the admin API."""
+    """The admin listener: status, readiness, metrics, the dashboard and the admin API."""
 
     bind: Bind = Field("127.0.0.1:9901", description="Address of the admin listener.")
     token: SecretStr | None = Field(
         None, description="Bearer token for /admin endpoints (at least 16 characters)."
+    )
+    tls: AdminTLSConfig | None = Field(
+        None,
+        description="Serve the admin listener over HTTPS (omitted: plain HTTP, for loopback);"
+        " with `client_ca`, mutual TLS.",
     )
 
     @field_validator("token")

@@ -145,6 +145,35 @@ def listener_certificate(listener: ListenerConfig, state_dir: Path) -> tuple[Pat
     return ensure_dev_certificate(state_dir)
 
 
+def admin_context(config: GatewayConfig) -> ssl.SSLContext | None:
+    """The admin listener's TLS context; None for plain HTTP.
+
+    With `admin.tls.client_ca`, clients must present a certificate that CA signed (mTLS).
+
+    Raises:
+        ConfigError: a certificate, key or CA file is unusable (named by its setting).
+    """
+    admin = config.admin
+    if admin is None or admin.tls is None:
+        return None
+    tls = admin.tls
+    if tls.certificate is not None and tls.private_key is not None:
+        certificate, key = tls.certificate, tls.private_key
+    else:
+        certificate, key = ensure_dev_certificate(config.state_dir)
+    try:
+        context = server_context(certificate, key, min_version=tls.min_version)
+    except ConfigError as exc:
+        raise ConfigError("admin.tls", exc.message) from None
+    if tls.client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=str(tls.client_ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("admin.tls.client_ca", f"cannot load the CA file: {exc}") from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 @dataclass
 class _TLSListener:
     context: ssl.SSLContext
@@ -243,7 +272,9 @@ class Server:
                 dashboard=self._dashboard(token),
             )
             self._admin = admin
-            await self._listen("admin", host, port, admin, limits, "http", None)
+            context = admin_context(config)
+            scheme = "https" if context is not None else "http"
+            await self._listen("admin", host, port, admin, limits, scheme, context)
         self._watch_certificates()
         self._sweeper = self.loop.create_task(self._sweep())
         if config.counters != "memory":  # blocks shared by every node and worker
