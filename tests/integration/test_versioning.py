@@ -1,15 +1,13 @@
-"""API versioning through a real gateway: lifecycle headers, 410 after sunset, 400 on bad input."""
+"""API versioning through both front doors: lifecycle headers, 410 after sunset, 400 if bad."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from tests.integration.harness import RunningGateway, running_gateway
+from tests.frontdoor import FRONT_DOORS, FrontDoor, Reply, open_front_door
 
 pytestmark = pytest.mark.integration
 
@@ -32,19 +30,25 @@ VERSIONING = {
 }
 
 
-@pytest.fixture(scope="module")
-def versioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    """A gateway whose global policies include versioning."""
-    extra = {"global_policies": {"request_id": {}, "versioning": VERSIONING}}
-    with running_gateway(tmp_path_factory.mktemp("versioning"), extra) as gateway:
-        yield gateway
+@pytest.fixture(scope="module", params=FRONT_DOORS)
+def versioned(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FrontDoor]:
+    """A front door whose global policies include versioning."""
+    document = {
+        "global_policies": {"request_id": {}, "versioning": VERSIONING},
+        "services": [{"name": "echo", "routes": [{"name": "all", "paths": ["/"]}]}],
+    }
+    state_dir = tmp_path_factory.mktemp("versioning")
+    with open_front_door(request.param, state_dir, document) as door:
+        yield door
 
 
-def _get(gateway: RunningGateway, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.get(f"http://127.0.0.1:{gateway.http_port}{path}", timeout=5, **kwargs)
+def _get(door: FrontDoor, path: str, headers: dict[str, str] | None = None) -> Reply:
+    return door.request("GET", path, headers)
 
 
-def test_deprecated_version_is_served_with_lifecycle_headers(versioned: RunningGateway) -> None:
+def test_deprecated_version_is_served_with_lifecycle_headers(versioned: FrontDoor) -> None:
     response = _get(versioned, "/v1/accounts")
     assert response.status_code == 200
     assert response.json()["path"] == "/v1/accounts"
@@ -56,21 +60,21 @@ def test_deprecated_version_is_served_with_lifecycle_headers(versioned: RunningG
     ]
 
 
-def test_current_version_by_header_has_no_lifecycle_headers(versioned: RunningGateway) -> None:
-    response = _get(versioned, "/accounts", headers={"Accept-Version": "2"})
+def test_current_version_by_header_has_no_lifecycle_headers(versioned: FrontDoor) -> None:
+    response = _get(versioned, "/accounts", {"Accept-Version": "2"})
     assert response.status_code == 200
     assert "deprecation" not in response.headers
     assert "sunset" not in response.headers
 
 
-def test_media_type_parameter_selects_the_version(versioned: RunningGateway) -> None:
-    response = _get(versioned, "/accounts", headers={"Accept": "application/json; version=1"})
+def test_media_type_parameter_selects_the_version(versioned: FrontDoor) -> None:
+    response = _get(versioned, "/accounts", {"Accept": "application/json; version=1"})
     assert response.status_code == 200
     assert response.headers["deprecation"] == "@1688169599"
 
 
-def test_sunset_version_gets_410_problem_json(versioned: RunningGateway) -> None:
-    before = len(versioned.seen)
+def test_sunset_version_gets_410_problem_json(versioned: FrontDoor) -> None:
+    before = versioned.upstream_calls()
     response = _get(versioned, "/v0/accounts")
     assert response.status_code == 410
     assert response.headers["content-type"] == "application/problem+json"
@@ -78,7 +82,7 @@ def test_sunset_version_gets_410_problem_json(versioned: RunningGateway) -> None
     assert (body["status"], body["code"]) == (410, "api_version_sunset")
     assert response.headers["sunset"] == "Wed, 01 Jan 2020 00:00:00 GMT"
     assert response.headers["link"] == '<https://api.example/v2>; rel="successor-version"'
-    assert len(versioned.seen) == before  # never reached the upstream
+    assert versioned.upstream_calls() == before  # never reached the upstream
 
 
 @pytest.mark.parametrize(
@@ -91,9 +95,9 @@ def test_sunset_version_gets_410_problem_json(versioned: RunningGateway) -> None
     ],
 )
 def test_bad_versions_get_400(
-    versioned: RunningGateway, path: str, headers: dict[str, str], code: str
+    versioned: FrontDoor, path: str, headers: dict[str, str], code: str
 ) -> None:
-    response = _get(versioned, path, headers=headers)
+    response = _get(versioned, path, headers)
     assert response.status_code == 400
     assert response.json()["code"] == code
 
