@@ -174,6 +174,14 @@ class RedisBatch:
                 extra={"event.action": "counters-recovered", "event.outcome": "success"},
             )
 
+    async def ping(self) -> bool:
+        """Whether Redis answers within the timeout."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return bool(await self._client.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
+
     async def close(self) -> None:
         """Flush what is queued, wait for the pipelines in flight, close the pool."""
         self._flush()

@@ -1,12 +1,13 @@
 """Counters in Redis: one atomic Lua script per key, batched per event-loop tick, bounded waits.
 
-How this works: `hit()` queues its checks and returns a future; the first check of an
-event-loop iteration schedules a flush with `call_soon`, so every check issued while the loop
-handles that iteration's ready callbacks (requests parsed together) goes out in one pipeline of
-EVALSHA calls: one round trip per tick. The script reads Redis' own clock (`TIME`), so every
-gateway node shares one time base, and implements the arithmetic of
-`bastion.policies.rate_limit.algorithm` atomically. Keys are hashed into a `{...}` hash tag,
-so each lives in one Redis Cluster slot and user input never reaches a key name. When a
+How this works: `hit()` hands its checks to the shared per-tick pipeline
+(`bastion.counters.redis_batch`, also used by the lease and quota stores) and returns a future:
+every check issued while the loop handles one iteration's ready callbacks (requests parsed
+together) goes out in one pipeline of EVALSHA calls: one round trip per tick. The script reads
+Redis' own clock (`TIME`), so every gateway node shares one time base, and implements the
+arithmetic of `bastion.policies.rate_limit.algorithm` atomically. Keys are hashed into a
+`{...}` hash tag, so each lives in one Redis Cluster slot and user input never reaches a key
+name. When a
 request is refused by one of several limits, the ones that admitted it are refunded by the
 same script in `undo` mode (a sliding log removes the very entry it recorded), so only
 accepted requests are counted.
@@ -21,26 +22,17 @@ and a success logs the recovery.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Final
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from bastion.clock import Clock, SystemClock
 from bastion.counters.base import Check, Decisions, OnError
 from bastion.counters.memory import MemoryCounters
-from bastion.counters.url import parse_redis_url
+from bastion.counters.redis_batch import DEFAULT_RETRY_INTERVAL, Call, RedisBatch, Replies, Script
 from bastion.policies.rate_limit.algorithm import Algorithm, Decision
-
-_log = logging.getLogger("bastion.counters")
-
-DEFAULT_RETRY_INTERVAL = 1.0
 
 # KEYS[1]: the counter. ARGV: mode (hit | undo), algorithm (g | s | l), limit, window_us,
 # burst, and for undo of a sliding log the entry to remove. Returns {allowed, remaining,
@@ -155,7 +147,7 @@ if retry < 0 then
 end
 return {0, 0, reset(current), retry, 0}
 """
-SCRIPT_SHA: Final = hashlib.sha1(LUA.encode(), usedforsecurity=False).hexdigest()
+SCRIPT: Final = Script(LUA)
 
 
 def redis_key(prefix: str, key: str) -> str:
@@ -169,8 +161,6 @@ _SCRIPT_ALGORITHM: Final[dict[Algorithm, str]] = {
     "sliding_window": "s",
     "sliding_log": "l",
 }
-
-_Pending = tuple[Sequence[Check], "asyncio.Future[Decisions | None]", OnError]
 
 
 class RedisCounters:
@@ -191,41 +181,77 @@ class RedisCounters:
         clock: Clock | None = None,
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
     ) -> None:
-        client_url, self.prefix, self.timeout = parse_redis_url(spec)
-        self.spec = spec
         self._clock = clock or SystemClock()
-        self._retry_interval = retry_interval
-        self._client = aioredis.Redis.from_url(
-            client_url,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
-            health_check_interval=0,
+        self._batch = RedisBatch(
+            spec, "rate-limit counters", clock=self._clock, retry_interval=retry_interval
         )
+        self.spec = spec
+        self.prefix = self._batch.prefix
+        self.timeout = self._batch.timeout
         self.local = MemoryCounters(self._clock, spec="memory")
         """The fallback when `on_error` is `local`."""
-        self.degraded = False
         self.fallbacks = 0
         """Checks answered without Redis since start (a metric source)."""
-        self.batches = 0
+
+    @property
+    def degraded(self) -> bool:
+        """Whether Redis failed and has not answered since."""
+        return self._batch.degraded
+
+    @property
+    def batches(self) -> int:
         """Pipelines sent to Redis (checks per batch = hits / batches)."""
-        self._down_until = 0.0
-        self._queue: list[_Pending] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        return self._batch.batches
 
     def hit(
         self, checks: Sequence[Check], *, on_error: OnError = "local"
     ) -> Decisions | asyncio.Future[Decisions | None] | None:
         """Queue the checks for this tick's pipeline; answer at once while Redis is down."""
-        if self.degraded and self._clock.monotonic() < self._down_until:
+        if self._batch.down:
             return self._fallback(checks, on_error)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Decisions | None] = loop.create_future()
-        if not self._queue:
-            loop.call_soon(self._flush)
-        self._queue.append((checks, future, on_error))
-        return future
+        calls: list[Call] = [
+            (
+                SCRIPT,
+                redis_key(self.prefix, key),
+                ("hit", _SCRIPT_ALGORITHM[rule.algorithm], rule.limit, rule.window_us, rule.burst),
+            )
+            for key, rule in checks
+        ]
+        decided: asyncio.Future[Decisions | None] = asyncio.get_running_loop().create_future()
+        self._batch.submit(calls).add_done_callback(
+            lambda done: self._decide(done, checks, calls, on_error, decided)
+        )
+        return decided
+
+    def _decide(
+        self,
+        done: asyncio.Future[Replies | None],
+        checks: Sequence[Check],
+        calls: list[Call],
+        on_error: OnError,
+        decided: asyncio.Future[Decisions | None],
+    ) -> None:
+        if decided.done():
+            return
+        results = None if done.cancelled() else done.result()
+        try:
+            replies = None if results is None else [_reply(item) for item in results]
+        except RedisError:
+            replies = None
+        if replies is None:
+            decided.set_result(self._fallback(checks, on_error))
+            return
+        decisions = tuple(decision for decision, _ in replies)
+        if not all(decision.allowed for decision in decisions):
+            # Only accepted requests count: refund the limits that admitted this one.
+            undo: list[Call] = [
+                (script, key, ("undo", *args[1:], entry))
+                for (script, key, args), (decision, entry) in zip(calls, replies, strict=True)
+                if decision.allowed
+            ]
+            if undo:
+                self._batch.submit(undo)  # a failure degrades the backend; nothing to wait for
+        decided.set_result(decisions)
 
     def _fallback(self, checks: Sequence[Check], on_error: OnError) -> Decisions | None:
         self.fallbacks += 1
@@ -233,114 +259,13 @@ class RedisCounters:
             return self.local.hit(checks)
         return None
 
-    def _flush(self) -> None:
-        batch, self._queue = self._queue, []
-        if batch:
-            self._spawn(self._send(batch))
-
-    def _spawn(self, coroutine: Coroutine[object, object, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _execute(self, calls: list[tuple[str, Sequence[str | int]]]) -> list[object]:
-        """Run the script over `calls` in one pipeline of EVALSHA.
-
-        If Redis lost the script (a restart or a failover), the batch is sent again as EVAL
-        with the script's text, which also caches it for the next EVALSHA.
-        """
-        pipe = self._client.pipeline(transaction=False)
-        for key, args in calls:
-            pipe.evalsha(SCRIPT_SHA, 1, key, *args)
-        results: list[object] = await pipe.execute(raise_on_error=False)
-        if any(isinstance(item, NoScriptError) for item in results):
-            pipe = self._client.pipeline(transaction=False)
-            for key, args in calls:
-                pipe.eval(LUA, 1, key, *args)
-            results = await pipe.execute(raise_on_error=False)
-        for item in results:
-            if isinstance(item, Exception):
-                raise item
-        return results
-
-    async def _send(self, batch: list[_Pending]) -> None:
-        calls: list[tuple[str, Sequence[str | int]]] = []
-        for checks, _, _ in batch:
-            for key, rule in checks:
-                algorithm = _SCRIPT_ALGORITHM[rule.algorithm]
-                hit_args = ("hit", algorithm, rule.limit, rule.window_us, rule.burst)
-                calls.append((redis_key(self.prefix, key), hit_args))
-        self.batches += 1
-        try:
-            async with asyncio.timeout(self.timeout):
-                results = await self._execute(calls)
-            replies = [_reply(item) for item in results]
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._degrade(exc)
-            for checks, future, on_error in batch:
-                if not future.done():
-                    future.set_result(self._fallback(checks, on_error))
-            # Pooled connections to a Redis that went away are dead: drop them all so the
-            # next probe connects afresh instead of failing on each stale one in turn.
-            with contextlib.suppress(RedisError, OSError):
-                await self._client.connection_pool.disconnect()
-            return
-        self._recover()
-        undo: list[tuple[str, Sequence[str | int]]] = []
-        position = 0
-        for checks, future, _ in batch:
-            answers = replies[position : position + len(checks)]
-            decisions = tuple(decision for decision, _ in answers)
-            if not all(decision.allowed for decision in decisions):
-                for offset, (decision, entry) in enumerate(answers):
-                    if decision.allowed:
-                        key, counted = calls[position + offset]
-                        undo.append((key, ("undo", *counted[1:], entry)))
-            position += len(checks)
-            if not future.done():
-                future.set_result(decisions)
-        if undo:
-            self._spawn(self._undo(undo))
-
-    async def _undo(self, calls: list[tuple[str, Sequence[str | int]]]) -> None:
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self._execute(calls)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._degrade(exc)
-
-    def _degrade(self, exc: BaseException) -> None:
-        self._down_until = self._clock.monotonic() + self._retry_interval
-        if not self.degraded:
-            self.degraded = True
-            _log.warning(
-                "rate-limit counters degraded: redis unavailable (%s); applying on_backend_error"
-                " until it answers again",
-                type(exc).__name__,
-                extra={"event.action": "counters-degraded", "event.outcome": "failure"},
-            )
-
-    def _recover(self) -> None:
-        if self.degraded:
-            self.degraded = False
-            _log.warning(
-                "rate-limit counters recovered: redis answers again",
-                extra={"event.action": "counters-recovered", "event.outcome": "success"},
-            )
-
     async def ping(self) -> bool:
         """Whether Redis answers within the timeout."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                return bool(await self._client.ping())
-        except (RedisError, OSError, TimeoutError):
-            return False
+        return await self._batch.ping()
 
     async def close(self) -> None:
         """Wait for pending refunds, then close the connection pool."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._client.aclose()
+        await self._batch.close()
 
 
 def _reply(raw: object) -> tuple[Decision, int]:
