@@ -76,12 +76,29 @@ def is_secret_param(name: str) -> bool:
     return norm in SECRET_PARAMS or norm.endswith(_SECRET_SUFFIXES)
 
 
+_CLEAN_QUERIES: set[str] = set()
+_MAX_CLEAN_QUERIES = 4096
+
+
 def redact_query(query: str) -> str:
     """Replace the values of secret-looking parameters, keeping names, order and separators.
 
     A query without `=` is returned unchanged apart from `redact()` (which still masks API
-    keys and JWTs that appear as bare values).
+    keys and JWTs that appear as bare values). Queries found to hold nothing to redact are
+    remembered (a bounded table, emptied when full), since the same ones come back
+    (pagination, filters); a query that held a secret is never kept in memory.
     """
+    if query in _CLEAN_QUERIES:
+        return query
+    redacted = _redact_query(query)
+    if redacted == query:
+        if len(_CLEAN_QUERIES) >= _MAX_CLEAN_QUERIES:
+            _CLEAN_QUERIES.clear()
+        _CLEAN_QUERIES.add(query)
+    return redacted
+
+
+def _redact_query(query: str) -> str:
     if "=" in query:
         parts = query.split("&")
         changed = False
