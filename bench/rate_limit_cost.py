@@ -122,10 +122,15 @@ async def _redis(checks: int, concurrency: int) -> float:
         pending = [policy.access(contexts[(start + i) % 1000]) for i in range(concurrency)]
         await asyncio.gather(*[p for p in pending if p is not None])
     cost = (time.process_time() - started) / checks * 1e6
-    keys = [key async for key in counters._client.scan_iter(match=f"{prefix}*", count=1000)]
-    if keys:
-        await counters._client.delete(*keys)
     await counters.close()
+    # The bench's own keys are removed with a separate client (the counters keep theirs private).
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+    keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
     return cost
 
 
