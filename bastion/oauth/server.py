@@ -182,6 +182,17 @@ class Revocations:
             return
         self._follower = loop.create_task(_follow(weakref.ref(self), wait))
 
+    async def close(self) -> None:
+        """Stop following the store and reloading (before the store is closed)."""
+        tasks = [task for task in (self._follower, self._task) if task is not None]
+        self._follower = self._task = None
+        self._wait_for_change = None
+        for task in tasks:
+            task.cancel()
+        # A cancelled query returns its connection to the pool (rolled back): none is left
+        # idle inside a transaction, holding locks.
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def sync(self) -> None:
         """Reload the revoked tokens from the store (failures logged, the old set kept)."""
         now = self._clock.time()

@@ -128,6 +128,7 @@ async def test_with_postgresql_a_revocation_reaches_another_node_by_notification
             # The first check after the revocation refuses it: a traffic-driven reload would
             # only start now and answer this check from the old set.
             assert node.is_revoked("jti-pg")
+            await node.revocations.close()
         finally:
             await writer_store.close()
             await close_shared_stores()

@@ -35,8 +35,27 @@ def postgres_schema() -> Iterator[str]:
     try:
         yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
     finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        _drop_schema(schema)
+
+
+def _drop_schema(schema: str) -> None:
+    """Drop `schema`; a test that left a connection idle inside a transaction (holding a lock
+    on one of its tables) must fail that test's run visibly, not hang the whole suite."""
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        try:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        except psycopg.errors.LockNotAvailable:
+            # Free the schema from the test's stuck connections, then drop it.
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND state = 'idle in transaction'"
+            )
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            raise AssertionError(
+                f"a connection was left idle in a transaction on schema {schema}"
+            ) from None
 
 
 def postgres_dump(schema_url: str) -> str:
