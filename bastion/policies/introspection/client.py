@@ -17,12 +17,13 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit
 
-import httptools
+from bastion.http.collect import ResponseReadError, read_response
 
-from bastion.http.collect import ResponseCollector
-
-_RECEIVE_SIZE = 65536
-_MAX_HEAD_BYTES = 16384
+_FAILURES = {
+    "closed": "the connection closed before the answer ended",
+    "head_too_large": "the response head is too large",
+    "body_too_large": "the answer is larger than {} bytes",
+}
 
 
 class IntrospectionFetchError(Exception):
@@ -106,21 +107,8 @@ class IntrospectionClient:
     async def _exchange(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
     ) -> Reply:
-        writer.write(request)
-        await writer.drain()
-        collector = ResponseCollector(self.max_bytes)
-        parser = httptools.HttpResponseParser(collector)
-        received = 0
-        while not collector.complete:
-            data = await reader.read(_RECEIVE_SIZE)
-            if not data:
-                if collector.headers_done and not collector.framed:
-                    break  # the body was delimited by the close (RFC 9112 §6.3)
-                raise IntrospectionFetchError("the connection closed before the answer ended")
-            received += len(data)
-            if not collector.headers_done and received > _MAX_HEAD_BYTES:
-                raise IntrospectionFetchError("the response head is too large")
-            parser.feed_data(data)
-            if collector.too_large:
-                raise IntrospectionFetchError(f"the answer is larger than {self.max_bytes} bytes")
-        return Reply(parser.get_status_code(), bytes(collector.body))
+        try:
+            status, body = await read_response(reader, writer, request, self.max_bytes)
+        except ResponseReadError as exc:
+            raise IntrospectionFetchError(_FAILURES[exc.reason].format(self.max_bytes)) from None
+        return Reply(status, body)

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from bastion.clock import Clock
-from bastion.http.collect import ResponseCollector
+from bastion.http.collect import ResponseReadError, read_response
 from bastion.policies.jwt.keys import KeyLoadError, KeySet
 
 _log = logging.getLogger("bastion.jwt")
@@ -37,8 +37,11 @@ _log = logging.getLogger("bastion.jwt")
 Fetch = Callable[[], Awaitable[bytes]]
 Parse = Callable[[bytes], KeySet]
 
-_RECEIVE_SIZE = 65536
-_MAX_HEAD_BYTES = 16384
+_FAILURES = {
+    "closed": "the connection closed before the response was complete",
+    "head_too_large": "the response head is too large",
+    "body_too_large": "the key set is larger than {} bytes",
+}
 
 
 class FetchError(Exception):
@@ -218,24 +221,10 @@ class HTTPSFetcher:
                     await writer.wait_closed()
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
-        writer.write(self._request)
-        await writer.drain()
-        response = ResponseCollector(self.max_bytes)
-        parser = httptools.HttpResponseParser(response)
-        received = 0
-        while not response.complete:
-            data = await reader.read(_RECEIVE_SIZE)
-            if not data:
-                if response.headers_done and not response.framed:
-                    break  # the body was delimited by the close (RFC 9112 §6.3)
-                raise FetchError("the connection closed before the response was complete")
-            received += len(data)
-            if not response.headers_done and received > _MAX_HEAD_BYTES:
-                raise FetchError("the response head is too large")
-            parser.feed_data(data)
-            if response.too_large:
-                raise FetchError(f"the key set is larger than {self.max_bytes} bytes")
-        status = parser.get_status_code()
+        try:
+            status, body = await read_response(reader, writer, self._request, self.max_bytes)
+        except ResponseReadError as exc:
+            raise FetchError(_FAILURES[exc.reason].format(self.max_bytes)) from None
         if status != 200:  # the only acceptable answer; redirects are not followed
             raise FetchError(f"the JWKS endpoint answered {status}")
-        return bytes(response.body)
+        return body
