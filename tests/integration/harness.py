@@ -9,12 +9,15 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvloop
 import yaml
 
@@ -217,3 +220,20 @@ def running_upstream() -> Iterator[tuple[int, list[dict[str, Any]]]]:
         loop, stop = holder[0]
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
+
+
+def wait_ready(admin_port: int, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """Wait until a `bastion run` process answers 200 on its admin `/ready`.
+
+    Raises:
+        AssertionError: the process exited first, or `timeout` seconds passed.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"bastion exited early with {process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{admin_port}/ready", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError("bastion did not become ready")

@@ -32,6 +32,7 @@ from tests.integration.harness import (
     free_ports,
     running_gateway,
     running_upstream,
+    wait_ready,
 )
 from tests.integration.redis_support import delete_prefix, require_redis, unique_prefix
 
@@ -166,18 +167,6 @@ def test_quota_over_limit_gets_429_with_retry_after_to_midnight_utc(tmp_path: Pa
 BASTION = [sys.executable, "-m", "bastion"]
 
 
-def _wait_ready(admin_port: int, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"bastion exited early with {process.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{admin_port}/ready", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError("bastion did not become ready")
-
-
 @contextlib.contextmanager
 def _nodes(tmp_path: Path, upstream: int, counters: str, count: int) -> Iterator[list[int]]:
     """`count` `bastion run` processes sharing `counters`; yields their proxy ports.
@@ -224,7 +213,7 @@ def _nodes(tmp_path: Path, upstream: int, counters: str, count: int) -> Iterator
             logs.append(log)
             process = subprocess.Popen([*BASTION, "run", "-c", str(path)], stdout=log, stderr=log)
             processes.append(process)
-            _wait_ready(admin_port, process)
+            wait_ready(admin_port, process)
             ports.append(port)
         yield ports
     finally:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.harness import free_ports, running_upstream
+from tests.integration.harness import free_ports, running_upstream, wait_ready
 from tests.observability.prom import Samples, parse_samples, value
 
 pytestmark = pytest.mark.integration
@@ -52,19 +52,6 @@ def _scrape(admin_port: int) -> Samples:
     return parse_samples(response.text)
 
 
-def _wait_ready(admin_port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "bastion run exited early"
-        try:
-            if httpx.get(f"http://127.0.0.1:{admin_port}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("the gateway did not become ready")
-
-
 def test_two_workers_report_the_node_totals(tmp_path: Path) -> None:
     with running_upstream() as (upstream_port, _seen):
         port, admin_port = free_ports(2)
@@ -76,7 +63,7 @@ def test_two_workers_report_the_node_totals(tmp_path: Path) -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            _wait_ready(admin_port, process)
+            wait_ready(admin_port, process)
             prefixes: set[str] = set()
             for index in range(REQUESTS):
                 path = "/blocked" if index % 3 == 0 else "/ok"

@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.harness import free_ports, running_upstream
+from tests.integration.harness import free_ports, running_upstream, wait_ready
 from tests.integration.redis_support import (
     delete_prefix,
     private_redis,
@@ -41,18 +41,6 @@ BURST = 1  # with burst 0 a late request moves GCRA's schedule (see docs); 1 abs
 EXACT = LIMIT + BURST  # GCRA's bound for any window, reached exactly under constant demand
 POLICY = {"limit": LIMIT, "window": WINDOW, "burst": BURST}
 CLIENTS = 20
-
-
-def _wait_ready(admin_port: int, process: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"bastion exited early with {process.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{admin_port}/ready", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError("bastion did not become ready")
 
 
 def _document(
@@ -116,7 +104,7 @@ def _gateways(
             logs.append(log)
             process = subprocess.Popen([*BASTION, "run", "-c", str(path)], stdout=log, stderr=log)
             processes.append(process)
-            _wait_ready(admin_port, process)
+            wait_ready(admin_port, process)
             # One request first, as a deployed gateway would have served: it opens the
             # Redis connection and caches the script before the load starts.
             httpx.get(f"http://127.0.0.1:{port}/warm-up", timeout=5)

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.harness import free_ports, running_upstream
+from tests.integration.harness import free_ports, running_upstream, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -46,20 +46,6 @@ def _config(upstream: int, port: int, admin: int, paths: list[str]) -> dict[str,
             }
         ],
     }
-
-
-def _wait_ready(admin: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"bastion exited early with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{admin}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("bastion did not become ready")
 
 
 async def _load(url: str, stop_at: float, statuses: Counter[int], errors: Counter[str]) -> None:
@@ -119,7 +105,7 @@ def test_reloads_and_admin_config_changes_under_load_fail_no_request(tmp_path: P
             stderr=log,
         )
         try:
-            _wait_ready(admin, process)
+            wait_ready(admin, process)
             statuses: Counter[int] = Counter()
             errors: Counter[str] = Counter()
             done: list[str] = []

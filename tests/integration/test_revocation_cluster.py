@@ -21,7 +21,7 @@ import yaml
 
 from bastion.store import APIKeyRecord, open_store
 from bastion.store.secrets import Pepper, Peppers, new_api_key
-from tests.integration.harness import free_ports, running_upstream
+from tests.integration.harness import free_ports, running_upstream, wait_ready
 from tests.store.support import postgres_schema
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -47,20 +47,6 @@ def _config(store_url: str, upstream_port: int, port: int, admin_port: int) -> d
     }
 
 
-def _wait_ready(admin_port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"bastion exited early with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{admin_port}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("bastion did not become ready")
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[str, list[int]]]:
     """Two gateway processes on one PostgreSQL schema: (store URL, their ports)."""
@@ -83,7 +69,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, list[int]]]:
                     )
                 )
                 log.close()
-                _wait_ready(admin_port, processes[-1])
+                wait_ready(admin_port, processes[-1])
                 ports.append(port)
             yield url, ports
         finally:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from bastion.proxy.tls import client_context
-from tests.integration.harness import free_ports, running_upstream
+from tests.integration.harness import free_ports, running_upstream, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -43,20 +43,6 @@ def _config(upstream_port: int, port: int, admin_port: int, routes: list[str]) -
     }
 
 
-def _wait_ready(admin_port: int, process: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"bastion exited early with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{admin_port}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("bastion did not become ready")
-
-
 @pytest.fixture
 def started(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A `bastion run` process on a config file, with an echo upstream."""
@@ -69,7 +55,7 @@ def started(tmp_path: Path) -> Iterator[dict[str, Any]]:
             [*BASTION, "run", "-c", str(config_path)], stdout=log, stderr=log
         )
         try:
-            _wait_ready(admin_port, process)
+            wait_ready(admin_port, process)
             yield {
                 "process": process,
                 "port": port,
@@ -150,7 +136,7 @@ def test_two_workers_share_the_listener(tmp_path: Path) -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            _wait_ready(admin_port, process)
+            wait_ready(admin_port, process)
             prefixes: set[str] = set()
             deadline = time.monotonic() + 10
             # Each worker's request ids share a random per-process prefix: two prefixes seen
@@ -188,7 +174,7 @@ def test_demo_serves_the_bank_through_https(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_ready(9901, process, timeout=40)
+        wait_ready(9901, process, timeout=40)
         # The demo's self-signed certificate is the trust anchor: verification stays on.
         trust = client_context(ca_file=tmp_path / "var" / "dev-cert.pem")
         response = httpx.get("https://127.0.0.1:8443/healthz", verify=trust)

@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
-from tests.integration.harness import free_ports, running_upstream
+from tests.integration.harness import free_ports, running_upstream, wait_ready
 from tests.integration.redis_support import delete_prefix, require_redis, unique_prefix
 from tests.oauth.test_gateway import call, register_client
 
@@ -54,20 +53,6 @@ def _config(
             }
         ],
     }
-
-
-def _wait_ready(admin_port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"bastion exited early with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{admin_port}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("bastion did not become ready")
 
 
 @pytest.fixture
@@ -111,7 +96,7 @@ def _two_nodes(tmp_path: Path, counters: str) -> Iterator[tuple[list[int], str, 
                     )
                 )
                 log.close()
-                _wait_ready(admin_port, processes[-1])
+                wait_ready(admin_port, processes[-1])
                 ports.append(port)
             yield ports, client_id, secret
         finally:

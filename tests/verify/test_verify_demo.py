@@ -7,11 +7,9 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -26,27 +24,13 @@ from bastion.cli.demo_oauth import (
 from bastion.cli.main import main
 from bastion.config.loader import load_config
 from bastion.proxy.tls import client_context
-from tests.integration.harness import free_ports, running_upstream
+from tests.integration.harness import free_ports, running_upstream, wait_ready
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "verify-demo-admin-token-0123456789"
 BODY_LIMIT = "  size_limit: {max_body_bytes: 16384}\n"
-
-
-def _wait_ready(admin_port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"bastion exited early with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{admin_port}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("bastion did not become ready")
 
 
 @pytest.fixture(params=["demo", "demo-without-size-limit"])
@@ -87,7 +71,7 @@ def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, 
                 cwd=REPO,
             )
         try:
-            _wait_ready(admin, process)
+            wait_ready(admin, process)
             # A customer's token through the authorization-code flow of the gateway itself.
             trust = client_context(ca_file=state / "dev-cert.pem")
             tokens = authorization_code(
