@@ -23,13 +23,10 @@ from tests.integration.harness import (
     running_gateway,
     running_upstream,
     status_of,
+    wait_ready,
 )
 from tests.integration.redis_support import delete_prefix, require_redis, unique_prefix
-from tests.integration.test_metrics_workers import (
-    BASTION,
-    _config as worker_config,
-    _wait_ready as wait_ready,
-)
+from tests.integration.test_metrics_workers import BASTION, _config as worker_config
 from tests.observability.ecs import ecs_errors
 
 pytestmark = pytest.mark.integration
